@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
 #
-# fuse_loop.sh FUSE_MEMSERVER
+# fuse_loop.sh FUSE_MEMSERVER [SERVER_OPTIONS...]
 #
 # End to end: a RAM BlockDevice exported as a FUSE file (FuseExport), used
 # directly (dd, fallocate) and as a loop device carrying ext4: a file tree
@@ -10,7 +10,9 @@
 # the tools. Logs are kept in the work directory on failure.
 set -euo pipefail
 
-SERVER=${1:?usage: fuse_loop.sh FUSE_MEMSERVER}
+SERVER=${1:?usage: fuse_loop.sh FUSE_MEMSERVER [SERVER_OPTIONS...]}
+shift
+SERVER_OPTS=("$@")
 SRC_PARENT=/usr/include
 SRC_NAME=linux
 
@@ -54,7 +56,7 @@ trap cleanup EXIT
 step() { echo "== $*"; }
 
 step "start server"
-"$SERVER" "$FUSE" 256M >"$LOG" 2>&1 &
+"$SERVER" "$FUSE" 256M "${SERVER_OPTS[@]}" >"$LOG" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 100); do
   grep -q '^ready' "$LOG" && break
@@ -104,8 +106,19 @@ attach() {
 detach() { losetup -d "$LOOPDEV"; LOOPDEV=; }
 sums() { (cd "$1" && find "$SRC_NAME" -type f -print0 | sort -z | xargs -0 sha256sum); }
 
-step "loop device, mkfs.ext4, copy $SRC_PARENT/$SRC_NAME"
+step "loop device"
 attach
+if command -v fio >/dev/null; then
+  step "fio randwrite + verify on the loop device (iodepth 16, 4k-256k)"
+  fio --name=verify --filename="$LOOPDEV" --rw=randwrite --bsrange=4k-256k --direct=1 \
+      --ioengine=libaio --iodepth=16 --offset=64M --size=64M --verify=crc32c \
+      --verify_fatal=1 --do_verify=1 --randrepeat=0 >"$WORK/fio.log" 2>&1 \
+    || { tail -n 20 "$WORK/fio.log"; exit 1; }
+else
+  echo "   (no fio: skipped)"
+fi
+
+step "mkfs.ext4, copy $SRC_PARENT/$SRC_NAME"
 mkfs.ext4 -q -F "$LOOPDEV" >"$WORK/mkfs.log" 2>&1
 mount "$LOOPDEV" "$MNT"
 cp -a "$SRC_PARENT/$SRC_NAME" "$MNT/"
@@ -125,13 +138,20 @@ cmp "$WORK/sums.src" "$WORK/sums.2"
 umount "$MNT"
 detach
 
-step "stop server"
+step "stop server while a loop device is still attached"
+attach
+dd if="$LOOPDEV" of=/dev/null bs=1M count=1 iflag=direct status=none
 kill -TERM "$SERVER_PID"
 wait "$SERVER_PID"
 SERVER_PID=
 grep -q '^stopped' "$LOG"
 if mountpoint -q "$FUSE"; then echo "still mounted"; exit 1; fi
 grep '^stopped' "$LOG"
+# The loop device outlived its backing file's server: IO now fails cleanly.
+if dd if="$LOOPDEV" of=/dev/null bs=4096 count=1 iflag=direct status=none 2>/dev/null; then
+  echo "read through a dead export succeeded"; exit 1
+fi
+detach
 
 OK=1
 echo "PASS"

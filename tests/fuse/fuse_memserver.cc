@@ -1,13 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// fuse_memserver MOUNTPOINT [SIZE]
+// fuse_memserver MOUNTPOINT [SIZE] [--defer]
 //
 // Test server: exports, through FuseExport, a RAM disk MOUNTPOINT/disk of
 // SIZE bytes (default 256M) and a 1 MiB read-only file MOUNTPOINT/ro whose
 // byte i is (i * 7 + 3) & 0xff. Prints "ready" once mounted, serves until
 // SIGINT or SIGTERM, then unmounts and exits 0.
+//
+// --defer: the disk completes every request later, on a timer of 0-200 us
+// (so out of order), and takes at most 64 KiB per request, the way a
+// networked device behaves; this exercises FuseExport's splitting and its
+// asynchronous answers.
 #include <csignal>
 #include <cstdio>
+#include <string>
 #include <thread>
 
 #include "common/log.h"
@@ -18,16 +24,62 @@
 
 using namespace flurry;
 
+namespace {
+
+class DeferredDevice : public BlockDevice {
+ public:
+  DeferredDevice(Loop* loop, BlockDevice* inner) : loop_(loop), inner_(inner), info_(inner->info()) {
+    info_.max_io = 64 << 10;
+  }
+  const BlockDeviceInfo& info() const override { return info_; }
+  void Read(uint64_t off, uint32_t len, uint8_t* buf, Done done) override {
+    inner_->Read(off, len, buf, Later(std::move(done)));
+  }
+  void Write(uint64_t off, uint32_t len, const uint8_t* buf, bool fua, Done done) override {
+    inner_->Write(off, len, buf, fua, Later(std::move(done)));
+  }
+  void Flush(Done done) override { inner_->Flush(Later(std::move(done))); }
+  void Trim(uint64_t off, uint32_t len, Done done) override {
+    inner_->Trim(off, len, Later(std::move(done)));
+  }
+  void Zero(uint64_t off, uint32_t len, bool may_trim, bool fast_only, Done done) override {
+    inner_->Zero(off, len, may_trim, fast_only, Later(std::move(done)));
+  }
+  void BlockStatus(uint64_t off, uint32_t len, ExtentsDone done) override {
+    inner_->BlockStatus(off, len, std::move(done));
+  }
+
+ private:
+  Done Later(Done done) {
+    return [this, done = std::move(done)](int res) {
+      seed_ = seed_ * 6364136223846793005ull + 1442695040888963407ull;
+      loop_->AddTimer((seed_ >> 33) % 200000, [done, res] { done(res); });
+    };
+  }
+  Loop* loop_;
+  BlockDevice* inner_;
+  BlockDeviceInfo info_;
+  uint64_t seed_ = 1;
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  if (argc < 2 || argc > 3) {
-    fprintf(stderr, "usage: %s MOUNTPOINT [SIZE]\n", argv[0]);
+  std::vector<std::string> pos;
+  bool defer = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--defer") defer = true;
+    else pos.push_back(argv[i]);
+  }
+  if (pos.empty() || pos.size() > 2) {
+    fprintf(stderr, "usage: %s MOUNTPOINT [SIZE] [--defer]\n", argv[0]);
     return 2;
   }
   uint64_t size = 256ull << 20;
-  if (argc == 3) {
-    auto s = ParseSize(argv[2]);
+  if (pos.size() == 2) {
+    auto s = ParseSize(pos[1]);
     if (!s.ok() || *s == 0) {
-      fprintf(stderr, "%s: bad size '%s'\n", argv[0], argv[2]);
+      fprintf(stderr, "%s: bad size '%s'\n", argv[0], pos[1].c_str());
       return 2;
     }
     size = *s;
@@ -56,11 +108,13 @@ int main(int argc, char** argv) {
   ro.mutable_info().read_only = true;
 
   Loop* l = loop->get();
+  DeferredDevice deferred(l, &disk);
+  BlockDevice* exported = defer ? static_cast<BlockDevice*>(&deferred) : &disk;
   std::thread loop_thread([l] { l->Run(); });
 
-  auto fx = FuseExport::Start(l, argv[1], {{"disk", &disk, false}, {"ro", &ro, true}});
+  auto fx = FuseExport::Start(l, pos[0], {{"disk", exported, false}, {"ro", &ro, true}});
   if (!fx.ok()) {
-    fprintf(stderr, "fuse export on %s: %s\n", argv[1], errstr(fx.err()).c_str());
+    fprintf(stderr, "fuse export on %s: %s\n", pos[0].c_str(), errstr(fx.err()).c_str());
     l->Stop();
     loop_thread.join();
     return 1;
