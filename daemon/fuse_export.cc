@@ -50,6 +50,7 @@ struct File {
   uint64_t max_io = 0;  // a multiple of min_block
   uint32_t min_block = 1;
   bool can_zero = false;
+  bool can_block_status = false;
 };
 
 enum class OpKind { kRead, kWrite, kFlush, kZero, kPunch };
@@ -99,6 +100,8 @@ class FuseExport::Impl {
   void Pump(Op* op);
   void Issue(Op* op, uint64_t off, uint64_t len);
   void Finish(Op* op);
+  void SeekStep(fuse_req_t req, const File* f, bool want_data, uint64_t pos);
+  void Answered();
 
   // FUSE low-level callbacks (run on session threads).
   static void OpInit(void* userdata, fuse_conn_info* conn);
@@ -118,6 +121,7 @@ class FuseExport::Impl {
   static void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         fuse_file_info* fi);
   static void OpStatfs(fuse_req_t req, fuse_ino_t ino);
+  static void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi);
 
   // Common checks for IO; returns 0 or a negative errno.
   static int CheckRange(const File& f, uint64_t off, uint64_t len);
@@ -177,6 +181,7 @@ int FuseExport::Impl::Init(const std::vector<FuseFile>& in) {
       file.min_block = std::max<uint32_t>(info.min_block, 1);
       file.max_io = std::max<uint64_t>(info.max_io / file.min_block * file.min_block, file.min_block);
       file.can_zero = info.can_zero;
+      file.can_block_status = info.can_block_status;
       out.push_back(std::move(file));
     }
     got.set_value(std::move(out));
@@ -207,6 +212,7 @@ int FuseExport::Impl::Init(const std::vector<FuseFile>& in) {
   ops.fallocate = OpFallocate;
   ops.readdir = OpReaddir;
   ops.statfs = OpStatfs;
+  ops.lseek = OpLseek;
 
   se_ = fuse_session_new(&args, &ops, sizeof(ops), this);
   fuse_opt_free_args(&args);
@@ -335,8 +341,46 @@ void FuseExport::Impl::Finish(Op* op) {
     fuse_reply_err(op->req, 0);
   }
   owned.reset();
+  Answered();
+}
+
+void FuseExport::Impl::Answered() {
   std::lock_guard<std::mutex> lock(mu_);
   if (--in_flight_ == 0) idle_cv_.notify_all();
+}
+
+// SEEK_DATA / SEEK_HOLE: walks BlockStatus from pos, max_io at a time, until
+// an extent of the wanted kind shows up. A hole is implied at the end.
+void FuseExport::Impl::SeekStep(fuse_req_t req, const File* f, bool want_data, uint64_t pos) {
+  if (pos >= f->size) {
+    if (want_data) fuse_reply_err(req, ENXIO);
+    else fuse_reply_lseek(req, static_cast<off_t>(f->size));
+    return Answered();
+  }
+  uint32_t n = static_cast<uint32_t>(std::min(f->size - pos, f->max_io));
+  f->device->BlockStatus(pos, n, [this, req, f, want_data, pos](int res,
+                                                               std::vector<BlockExtent> ext) {
+    if (res < 0 || ext.empty()) {
+      fuse_reply_err(req, res < 0 ? -res : EIO);
+      return Answered();
+    }
+    uint64_t at = pos;
+    for (const BlockExtent& e : ext) {
+      if (e.length == 0) break;
+      bool data = (e.flags & kExtentHole) == 0;
+      if (data == want_data) {
+        fuse_reply_lseek(req, static_cast<off_t>(at));
+        return Answered();
+      }
+      at += e.length;
+    }
+    if (at <= pos) {  // no progress: a broken device; don't spin
+      fuse_reply_err(req, EIO);
+      return Answered();
+    }
+    // Not found yet: continue on a fresh stack.
+    loop_->Post([this, req, f, want_data, at] { SeekStep(req, f, want_data, at); });
+  });
 }
 
 // ------------------------------------------------------------ FUSE callbacks
@@ -562,6 +606,26 @@ void FuseExport::Impl::OpStatfs(fuse_req_t req, fuse_ino_t) {
   sv.f_files = self->files_.size() + 1;
   sv.f_namemax = 255;
   fuse_reply_statfs(req, &sv);
+}
+
+void FuseExport::Impl::OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+                               fuse_file_info*) {
+  Impl* self = Self(req);
+  const File* f = self->FileOf(ino);
+  if (f == nullptr) return (void)fuse_reply_err(req, EISDIR);
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return (void)fuse_reply_err(req, EINVAL);
+  if (off < 0 || static_cast<uint64_t>(off) >= f->size) return (void)fuse_reply_err(req, ENXIO);
+  const bool want_data = whence == SEEK_DATA;
+  if (!f->can_block_status)  // all data, one hole at the end
+    return (void)fuse_reply_lseek(req, want_data ? off : static_cast<off_t>(f->size));
+  {
+    std::lock_guard<std::mutex> lock(self->mu_);
+    ++self->in_flight_;
+  }
+  uint64_t pos = static_cast<uint64_t>(off);
+  self->loop_->PostFromAnyThread([self, req, f, want_data, pos] {
+    self->SeekStep(req, f, want_data, pos);
+  });
 }
 
 // ----------------------------------------------------------------- public

@@ -14,7 +14,9 @@
 //   FOPEN_DIRECT_IO, no kept cache: the page cache is bypassed, so O_DIRECT
 //   opens work and every read and write reaches the device), read, write,
 //   fsync and flush (-> BlockDevice::Flush: a real durability barrier for
-//   every write acknowledged before), fallocate. Everything else fails:
+//   every write acknowledged before), fallocate, and lseek SEEK_DATA /
+//   SEEK_HOLE from BlockDevice::BlockStatus (holes = kExtentHole extents;
+//   without can_block_status everything is data). Everything else fails:
 //   changing the size (truncate, O_TRUNC, growing fallocate) -> EPERM/EFBIG,
 //   chmod/chown -> EPERM, creating or removing files -> ENOSYS. Timestamps
 //   are accepted and ignored.

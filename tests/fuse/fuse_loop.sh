@@ -85,6 +85,28 @@ cmp <(dd if="$DISK" bs=4096 skip=$((5 << 8)) count=1 status=none) <(head -c 4096
 cmp <(dd if="$DISK" bs=1M skip=4 count=1 status=none) <(dd if="$WORK/rand" bs=1M skip=1 count=1 status=none)
 [ "$(stat -c %s "$DISK")" = $((256 << 20)) ]
 
+if command -v python3 >/dev/null; then
+  step "SEEK_DATA / SEEK_HOLE"
+  # Written: 12345.. (grain 12288..16384) and 3M..7M; 3M..4M punched since.
+  python3 - "$DISK" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+M = 1 << 20
+got = [os.lseek(fd, 0, os.SEEK_DATA), os.lseek(fd, 12288, os.SEEK_HOLE),
+       os.lseek(fd, 16384, os.SEEK_DATA), os.lseek(fd, 4 * M, os.SEEK_HOLE),
+       os.lseek(fd, 200 * M, os.SEEK_HOLE)]
+want = [12288, 16384, 4 * M, 7 * M, 200 * M]
+try:
+    os.lseek(fd, 200 * M, os.SEEK_DATA)
+    got.append("data")
+except OSError as e:
+    got.append(e.errno)
+want.append(6)  # ENXIO: no data after 200M
+if got != want:
+    sys.exit(f"lseek: got {got}, want {want}")
+PY
+fi
+
 step "fixed size and read-only are enforced"
 if truncate -s 1M "$DISK" 2>/dev/null; then echo "truncate succeeded"; exit 1; fi
 if fallocate -o 0 -l 1G "$DISK" 2>/dev/null; then echo "growing fallocate succeeded"; exit 1; fi
