@@ -18,6 +18,7 @@
 // valid header but a wrong payload_sum gets status -EBADMSG.
 #pragma once
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// FdsClient: the asynchronous client of the tract store.
+//
+// Contract
+// - Lives on one Loop: call every method on the loop thread; callbacks run
+//   there, exactly once. Never blocks the loop (TLT refreshes run on a
+//   helper thread and come back through Loop::PostFromAnyThread).
+// - Tract (blob, n) is stored on the first `replicas` servers of TLT row
+//   RowOf(blob, n). Write/Trim/Zero go to all of them and complete with 0
+//   only when every one replied 0 (durable, unless kFlagNoSync). Read goes
+//   to one replica (not one marked recovering) and fails over to the others
+//   on error, timeout or checksum failure.
+// - Failures that may be transient (connection loss, timeout, -ESTALE,
+//   -EIO) are retried: the TLT is re-fetched from flurry-meta and the
+//   operation re-issued on the new row, until op_deadline_ms passes; then
+//   the callback gets the last error. Bad arguments fail at once (-EINVAL).
+// - Buffers must stay valid until the callback runs. A Read's data lands in
+//   the caller's buffer; on failure its contents are unspecified.
+// - The caller must not issue overlapping writes to the same tract range
+//   concurrently (replicas could apply them in different orders); the
+//   layers above serialise them.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/loop.h"
+#include "common/result.h"
+#include "common/units.h"
+#include "meta/meta_types.h"
+
+namespace flurry {
+
+struct BlobRef {
+  uint64_t hi = 0, lo = 0;
+  uint32_t tract_size = 8u << 20;
+  uint32_t replicas = 1;
+};
+
+struct FdsStats {
+  uint64_t ops = 0, retries = 0, failovers = 0, timeouts = 0, tlt_refreshes = 0;
+  uint64_t checksum_failures = 0, failed_ops = 0;
+};
+
+class FdsClient {
+ public:
+  struct Options {
+    HostPort meta;
+    uint32_t request_timeout_ms = 10000;
+    uint32_t op_deadline_ms = 60000;
+    uint32_t conns_per_server = 1;
+  };
+  using Done = std::function<void(int res)>;
+  using BitmapDone = std::function<void(int res, std::vector<uint8_t> bitmap)>;
+
+  // Fetches the TLT (blocking: call before serving IO). why explains failure.
+  static Result<std::unique_ptr<FdsClient>> Create(Loop* loop, Options opts, Status* why);
+  ~FdsClient();
+
+  void Write(const BlobRef& b, uint64_t tract, uint32_t off, uint32_t len, const uint8_t* buf,
+             uint32_t flags, Done done);
+  // bitmap (optional, may be null): allocation of the chunks overlapping the range.
+  void Read(const BlobRef& b, uint64_t tract, uint32_t off, uint32_t len, uint8_t* buf,
+            BitmapDone done);
+  void Zero(const BlobRef& b, uint64_t tract, uint32_t off, uint32_t len, bool keep_alloc, Done done);
+  void StatTract(const BlobRef& b, uint64_t tract, BitmapDone done);
+  // Deletes the blob's tracts on every server of the TLT.
+  void DeleteBlob(const BlobRef& b, Done done);
+
+  const Tlt& tlt() const { return tlt_; }
+  const FdsStats& stats() const { return stats_; }
+  // Closes connections; pending requests fail with -ESHUTDOWN.
+  void Shutdown();
+
+  struct Op;
+  class Conn;
+
+ private:
+  FdsClient(Loop* loop, Options o) : loop_(loop), opts_(std::move(o)) {}
+  void Start(Op* op);
+  void Issue(Op* op);
+  void SendTo(Op* op, size_t target);
+  void OnReplicaDone(Op* op, size_t replica, int res);
+  void Retry(Op* op, int err);
+  void Finish(Op* op, int res);
+  void RefreshTlt(std::function<void()> then);
+  Conn* GetConn(const std::string& addr);
+  void Tick();
+
+  Loop* loop_;
+  Options opts_;
+  Tlt tlt_;
+  FdsStats stats_;
+  std::unordered_map<std::string, std::vector<Conn*>> conns_;
+  uint64_t next_id_ = 1;
+  uint64_t rr_ = 0;
+  bool refreshing_ = false;
+  std::vector<std::function<void()>> after_refresh_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  Loop::TimerId tick_;
+  bool shutdown_ = false;
+};
+
+}  // namespace flurry

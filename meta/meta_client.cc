@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "meta/meta_client.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sstream>
+
+#include "common/net.h"
+
+namespace flurry {
+
+MetaClient::~MetaClient() { Disconnect(); }
+
+void MetaClient::Disconnect() {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+  rbuf_.clear();
+}
+
+int MetaClient::EnsureConnected() {
+  if (fd_ >= 0) return 0;
+  auto fd = ConnectTcp(addr_, timeout_ms_);
+  if (!fd) return fd.err();
+  fd_ = *fd;
+  timeval tv{timeout_ms_ / 1000, (timeout_ms_ % 1000) * 1000};
+  setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  return 0;
+}
+
+MetaReply MetaClient::Call(const std::string& request) {
+  std::lock_guard<std::mutex> g(mu_);
+  MetaReply rep;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    int r = EnsureConnected();
+    if (r < 0) {
+      rep.status = Status::Error(r, "cannot reach flurry-meta at " + addr_.ToString() + ": " +
+                                        errstr(r) + " (is the cluster running? try `flurry cluster status`)");
+      return rep;
+    }
+    std::string line = request + "\n";
+    if (WriteAll(fd_, line.data(), line.size()) < 0) { Disconnect(); continue; }
+    auto readline = [&](std::string* out) -> int {
+      for (;;) {
+        size_t nl = rbuf_.find('\n');
+        if (nl != std::string::npos) {
+          *out = rbuf_.substr(0, nl);
+          rbuf_.erase(0, nl + 1);
+          return 0;
+        }
+        if (rbuf_.size() > (16u << 20)) return -EMSGSIZE;
+        char buf[65536];
+        ssize_t n = read(fd_, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return n == 0 ? -ECONNRESET : -errno;
+        rbuf_.append(buf, static_cast<size_t>(n));
+      }
+    };
+    std::string first;
+    r = readline(&first);
+    if (r < 0) {
+      Disconnect();
+      if (attempt == 0 && r == -ECONNRESET) continue;  // stale pooled connection
+      rep.status = Status::Error(r, "flurry-meta at " + addr_.ToString() + ": " + errstr(r));
+      return rep;
+    }
+    if (first.rfind("ERR ", 0) == 0) {
+      std::string rest = first.substr(4);
+      size_t sp = rest.find(' ');
+      std::string msg = sp == std::string::npos ? rest : rest.substr(sp + 1);
+      std::string code = rest.substr(0, sp);
+      int e = code == "ENOENT" ? -ENOENT : code == "EEXIST" ? -EEXIST : code == "EINVAL" ? -EINVAL
+            : code == "ENOSPC" ? -ENOSPC : code == "EBUSY" ? -EBUSY : -EIO;
+      rep.status = Status::Error(e, msg);
+      return rep;
+    }
+    unsigned long n = 0;
+    if (sscanf(first.c_str(), "OK %lu", &n) != 1 || n > 1000000) {
+      Disconnect();
+      rep.status = Status::Error(-EPROTO, "malformed reply from flurry-meta: " + first);
+      return rep;
+    }
+    for (unsigned long i = 0; i < n; ++i) {
+      std::string l;
+      r = readline(&l);
+      if (r < 0) {
+        Disconnect();
+        rep.status = Status::Error(r, "flurry-meta reply cut short: " + errstr(r));
+        return rep;
+      }
+      rep.lines.push_back(std::move(l));
+    }
+    return rep;
+  }
+  rep.status = Status::Error(-ECONNRESET, "flurry-meta at " + addr_.ToString() + " keeps closing the connection");
+  return rep;
+}
+
+Result<Tlt> ParseTlt(const std::vector<std::string>& lines) {
+  if (lines.empty()) return Result<Tlt>::error(-EPROTO);
+  Tlt t;
+  unsigned long long v = 0;
+  unsigned long rows = 0;
+  if (sscanf(lines[0].c_str(), "version %llu rows %lu", &v, &rows) != 2 || rows + 1 != lines.size())
+    return Result<Tlt>::error(-EPROTO);
+  t.version = v;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::istringstream in(lines[i]);
+    std::vector<TltEntry> row;
+    std::string e;
+    while (in >> e) {
+      TltEntry te;
+      if (e[0] == '*') { te.recovering = true; e = e.substr(1); }
+      te.addr = e;
+      row.push_back(std::move(te));
+    }
+    if (row.empty()) return Result<Tlt>::error(-EPROTO);
+    t.rows.push_back(std::move(row));
+  }
+  return t;
+}
+
+Result<Tlt> MetaClient::GetTlt(Status* why) {
+  MetaReply r = Call("TLT");
+  if (!r.status.ok()) {
+    if (why) *why = r.status;
+    return Result<Tlt>::error(r.status.code());
+  }
+  auto t = ParseTlt(r.lines);
+  if (!t && why) *why = Status::Error(-EPROTO, "malformed TLT from flurry-meta");
+  return t;
+}
+
+Result<VolumeInfo> MetaClient::GetVolume(const std::string& name, Status* why) {
+  MetaReply r = Call("VOLUME INFO " + name);
+  if (!r.status.ok() || r.lines.empty()) {
+    if (why) *why = r.status;
+    return Result<VolumeInfo>::error(r.status.ok() ? -EPROTO : r.status.code());
+  }
+  return VolumeInfo::Parse(r.lines[0]);
+}
+
+}  // namespace flurry

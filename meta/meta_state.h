@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// MetaState: flurry-meta's durable state and its commands.
+//
+// Contract
+// - Thread-safe: every public method takes the one mutex.
+// - Handle() executes one request line and returns the full reply text.
+//   Every state change is written to DIR/state atomically (write a temp
+//   file, fsync, rename, fsync the directory) before the reply is sent.
+// - The TLT is built once enough servers have registered (the first TLT
+//   or volume request); later, a server that misses heartbeats for
+//   heartbeat_timeout_ms is replaced in every row it holds by a live server
+//   not already in that row (distinct zone when zones allow), marked
+//   recovering, and the TLT version is bumped.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "meta/meta_types.h"
+
+namespace flurry {
+
+class MetaState {
+ public:
+  struct Options {
+    std::string dir;
+    uint32_t tlt_width = 3;          // servers per row (volumes use the first R)
+    uint32_t rows_per_server = 16;   // L = rows_per_server * servers
+    uint64_t heartbeat_timeout_ms = 5000;
+  };
+  static Result<std::unique_ptr<MetaState>> Open(Options opts, Status* why);
+
+  std::string Handle(const std::string& line);
+  // Marks servers dead whose heartbeats stopped; called periodically.
+  void CheckHeartbeats();
+
+ private:
+  struct Server {
+    std::string uuid, addr, zone;
+    uint64_t last_heartbeat_ms = 0;  // not persisted: servers start alive
+    bool dead = false;
+  };
+  explicit MetaState(Options o) : opts_(std::move(o)) {}
+  Status Load();
+  Status Save();
+  Status BuildTlt();
+  std::string TltText() const;
+  std::string CmdVolume(const std::vector<std::string>& args);
+  static std::string Ok(const std::vector<std::string>& lines);
+  static std::string Err(int neg_errno, const std::string& msg);
+
+  Options opts_;
+  std::mutex mu_;
+  std::map<std::string, Server> servers_;  // by uuid
+  uint64_t tlt_version_ = 0;
+  std::vector<std::vector<std::pair<std::string, bool>>> rows_;  // (uuid, recovering)
+  std::map<std::string, VolumeInfo> volumes_;
+  uint64_t next_blob_ = 1;
+};
+
+}  // namespace flurry

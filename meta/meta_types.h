@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Types shared by flurry-meta and its clients: volumes and the tract
+// locator table (TLT). The meta protocol is text, one request line, reply
+// "OK <n>" plus n lines, or "ERR <errno-name> <message>" (docs/PROTOCOL.md).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace flurry {
+
+enum class WriteMode { kWriteThrough, kFastAck, kLog };
+const char* WriteModeName(WriteMode m);
+Result<WriteMode> ParseWriteMode(const std::string& s);
+
+struct VolumeInfo {
+  std::string name;
+  uint64_t blob_hi = 0, blob_lo = 0;
+  uint64_t size = 0;
+  uint32_t tract_size = 8u << 20;
+  uint32_t replicas = 1;
+  uint32_t segment_tracts = 128;
+  uint32_t block_size = 64u << 10;
+  WriteMode mode = WriteMode::kWriteThrough;
+  uint64_t created = 0;  // unix seconds
+
+  std::string Serialize() const;  // "name=.. id=.. size=.. ..."
+  static Result<VolumeInfo> Parse(const std::string& line);
+  std::string IdHex() const;
+};
+
+// Volume names: 1..64 chars of [A-Za-z0-9._-], not starting with '.' or '-'.
+Status ValidateVolumeName(const std::string& name);
+// Checks sizes and geometry; fills nothing, says what is wrong.
+Status ValidateVolume(const VolumeInfo& v);
+
+struct TltEntry {
+  std::string addr;         // host:port of the tract server
+  bool recovering = false;  // being refilled: write to it, never read from it
+};
+struct Tlt {
+  uint64_t version = 0;
+  std::vector<std::vector<TltEntry>> rows;
+  // Row of tract n of a blob: (hash(blob) + n) mod L.
+  size_t RowOf(uint64_t blob_hi, uint64_t blob_lo, uint64_t tract) const;
+};
+
+}  // namespace flurry

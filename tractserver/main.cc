@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// flurry-tractserver: stores tracts on the local disk and serves them.
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cinttypes>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "common/log.h"
+#include "common/net.h"
+#include "meta/meta_client.h"
+#include "tractserver/server.h"
+#include "tractserver/tract.h"
+
+using namespace flurry;
+
+namespace {
+void Usage(FILE* f) {
+  fprintf(f,
+          "usage: flurry-tractserver --dir DIR [--listen HOST:PORT] [--meta HOST:PORT] [options]\n"
+          "\n"
+          "Stores the tracts of many blobs under DIR and serves them over TCP\n"
+          "(io_uring for disk and network; every write durable before its reply).\n"
+          "\n"
+          "  --dir DIR            data directory (required; one server per directory)\n"
+          "  --listen HOST:PORT   address to serve (default 127.0.0.1:0, i.e. any free port)\n"
+          "  --advertise HOST:PORT address to register with meta (default: the bound address)\n"
+          "  --meta HOST:PORT     flurry-meta to register and heartbeat with (optional)\n"
+          "  --zone Z             failure zone (default z0)\n"
+          "  --port-file FILE     write the bound port to FILE once listening\n"
+          "  --delay-us N         injected service latency per request, to emulate a remote disk\n"
+          "  --jitter-us N        plus a uniform random extra of up to N us\n"
+          "  --max-conns N        connection limit (default 256)\n"
+          "  --max-open-tracts N  open tract limit (default 512)\n"
+          "  -v, --verbose        debug logging\n"
+          "  -h, --help           this text\n");
+}
+
+std::string ServerUuid(const std::string& dir) {
+  std::string path = dir + "/server.id";
+  std::ifstream in(path);
+  std::string id;
+  if (in >> id && id.size() == 16) return id;
+  std::random_device rd;
+  char b[20];
+  snprintf(b, sizeof b, "%08x%08x", rd(), rd());
+  std::ofstream(path + ".tmp") << b << "\n";
+  rename((path + ".tmp").c_str(), path.c_str());
+  return b;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir, listen = "127.0.0.1:0", meta, zone = "z0", port_file, advertise;
+  TractServer::Options sopts;
+  size_t max_open = 512;
+  static const option longopts[] = {
+      {"dir", required_argument, nullptr, 'd'},        {"listen", required_argument, nullptr, 'l'},
+      {"meta", required_argument, nullptr, 'm'},       {"zone", required_argument, nullptr, 'z'},
+      {"port-file", required_argument, nullptr, 'p'},  {"delay-us", required_argument, nullptr, 'D'},
+      {"jitter-us", required_argument, nullptr, 'J'},  {"max-conns", required_argument, nullptr, 'C'},
+      {"max-open-tracts", required_argument, nullptr, 'O'},
+      {"advertise", required_argument, nullptr, 'a'},
+      {"verbose", no_argument, nullptr, 'v'},          {"help", no_argument, nullptr, 'h'},
+      {nullptr, 0, nullptr, 0}};
+  int c;
+  auto num = [](const char* s, unsigned long max, const char* what) -> unsigned long {
+    char* end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v > max) {
+      fprintf(stderr, "flurry-tractserver: bad %s '%s' (0..%lu)\n", what, s, max);
+      exit(2);
+    }
+    return v;
+  };
+  while ((c = getopt_long(argc, argv, "vh", longopts, nullptr)) != -1) {
+    switch (c) {
+      case 'd': dir = optarg; break;
+      case 'l': listen = optarg; break;
+      case 'm': meta = optarg; break;
+      case 'z': zone = optarg; break;
+      case 'p': port_file = optarg; break;
+      case 'a': advertise = optarg; break;
+      case 'D': sopts.delay_us = static_cast<uint32_t>(num(optarg, 10000000, "--delay-us")); break;
+      case 'J': sopts.jitter_us = static_cast<uint32_t>(num(optarg, 10000000, "--jitter-us")); break;
+      case 'C': sopts.max_connections = static_cast<uint32_t>(num(optarg, 65536, "--max-conns")); break;
+      case 'O': max_open = num(optarg, 1 << 20, "--max-open-tracts"); break;
+      case 'v': SetLogLevel(LogLevel::kDebug); break;
+      case 'h': Usage(stdout); return 0;
+      default: Usage(stderr); return 2;
+    }
+  }
+  if (dir.empty() || optind != argc) { Usage(stderr); return 2; }
+  if (zone.empty() || zone.size() > 64 || zone.find(' ') != std::string::npos) {
+    fprintf(stderr, "flurry-tractserver: bad --zone\n");
+    return 2;
+  }
+  auto hp = ParseHostPort(listen, true);
+  if (!hp) { fprintf(stderr, "flurry-tractserver: bad --listen '%s' (want HOST:PORT)\n", listen.c_str()); return 2; }
+  signal(SIGPIPE, SIG_IGN);
+
+  auto loop = Loop::Create(1024);
+  if (!loop) { fprintf(stderr, "flurry-tractserver: io_uring: %s\n", errstr(loop.err()).c_str()); return 1; }
+  auto store = tractstore::TractStore::Open(loop->get(), {dir, max_open});
+  if (!store) {
+    fprintf(stderr, "flurry-tractserver: cannot open store %s: %s%s\n", dir.c_str(), errstr(store.err()).c_str(),
+            store.err() == -EBUSY ? " (another tract server is using this directory)" : "");
+    return 1;
+  }
+  auto lfd = ListenTcp(*hp);
+  if (!lfd) { fprintf(stderr, "flurry-tractserver: cannot listen on %s: %s\n", listen.c_str(), errstr(lfd.err()).c_str()); return 1; }
+  uint16_t port = BoundPort(*lfd).value();
+  std::string addr = advertise.empty() ? (hp->host + ":" + std::to_string(port)) : advertise;
+  SetLogPrefix(("tractserver[" + addr + "]").c_str());
+  TractServer server(loop->get(), store->get(), sopts);
+  server.Start(*lfd);
+  if (!port_file.empty()) {
+    std::ofstream(port_file + ".tmp") << port << "\n";
+    rename((port_file + ".tmp").c_str(), port_file.c_str());
+  }
+  FLOG_INFO("serving %s on %s (zone %s, delay %u us)", dir.c_str(), addr.c_str(), zone.c_str(), sopts.delay_us);
+
+  // Heartbeats on their own thread: blocking control-path IO never stalls the loop.
+  std::atomic<bool> stop{false};
+  std::thread hb;
+  if (!meta.empty()) {
+    auto mhp = ParseHostPort(meta);
+    if (!mhp) { fprintf(stderr, "flurry-tractserver: bad --meta '%s'\n", meta.c_str()); return 2; }
+    std::string uuid = ServerUuid(dir);
+    hb = std::thread([&, mhp = *mhp, uuid] {
+      MetaClient mc(mhp, 2000);
+      bool registered = false;
+      int failures = 0;
+      while (!stop) {
+        MetaReply r = mc.Call(registered ? "HEARTBEAT " + uuid : "REGISTER " + uuid + " " + addr + " " + zone);
+        unsigned long long v = 0;
+        if (r.status.ok() && !r.lines.empty() && sscanf(r.lines[0].c_str(), "tlt_version %llu", &v) == 1) {
+          if (!registered) FLOG_INFO("registered with meta %s as %s", mhp.ToString().c_str(), uuid.c_str());
+          registered = true;
+          failures = 0;
+          server.set_tlt_version(v);
+        } else {
+          if (r.status.code() == -ENOENT) registered = false;
+          if (failures++ % 20 == 0) FLOG_WARN("meta: %s", r.status.ToString().c_str());
+        }
+        for (int i = 0; i < 5 && !stop; ++i) usleep(100 * 1000);
+      }
+    });
+  }
+
+  // SIGTERM/SIGINT through a signalfd read on the loop.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+  signalfd_siginfo si;
+  (*loop)->Read(sfd, &si, sizeof si, 0, [&](int) {
+    FLOG_INFO("shutting down");
+    server.Shutdown();
+    (*loop)->AddTimer(200 * 1000000ull, [&] { (*loop)->Stop(); });
+  });
+  (*loop)->Run();
+  stop = true;
+  if (hb.joinable()) hb.join();
+  return 0;
+}

@@ -1,0 +1,389 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tractserver/server.h"
+#include "tractserver/tract.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <deque>
+#include <vector>
+
+#include "common/log.h"
+#include "common/net.h"
+#include "common/tract_protocol.h"
+
+namespace flurry {
+
+using namespace tractproto;
+using tractstore::TractKey;
+using tractstore::TractStore;
+
+namespace {
+constexpr size_t kRecvBuf = 256 * 1024;
+constexpr size_t kMaxIovPerSend = 64;
+}  // namespace
+
+// One client connection. Deletes itself when closed and idle.
+class TractServer::Conn {
+ public:
+  Conn(TractServer* srv, int fd) : srv_(srv), loop_(srv->loop_), fd_(fd), rbuf_(kRecvBuf) {}
+
+  void Start() { PostRecv(); }
+
+  void Close() {
+    if (closing_) return;
+    closing_ = true;
+    shutdown(fd_, SHUT_RDWR);
+    loop_->CancelFd(fd_);
+    MaybeDelete();
+  }
+
+ private:
+  struct Out {
+    ReplyHeader hdr{};
+    std::vector<uint8_t> aux;
+    AlignedBuffer data;
+    uint32_t data_off = 0, data_len = 0;
+    std::string text;
+  };
+
+  void MaybeDelete() {
+    if (closing_ && !recv_in_flight_ && !send_in_flight_ && ops_ == 0) {
+      close(fd_);
+      srv_->conns_.erase(this);
+      delete this;
+    }
+  }
+
+  // ---- receive path ----
+  void PostRecv() {
+    if (closing_ || recv_in_flight_ || paused_) return;
+    recv_in_flight_ = true;
+    if (payload_.size() > 0 && payload_got_ < payload_.size()) {
+      // Large payload: receive straight into its aligned buffer.
+      loop_->Recv(fd_, payload_.data() + payload_got_, payload_.size() - payload_got_,
+                  [this](int res) { OnRecv(res, true); });
+      return;
+    }
+    if (rstart_ > 0 && rstart_ == rend_) rstart_ = rend_ = 0;
+    if (rend_ == rbuf_.size()) {  // compact
+      memmove(rbuf_.data(), rbuf_.data() + rstart_, rend_ - rstart_);
+      rend_ -= rstart_;
+      rstart_ = 0;
+    }
+    loop_->Recv(fd_, rbuf_.data() + rend_, rbuf_.size() - rend_,
+                [this](int res) { OnRecv(res, false); });
+  }
+
+  void OnRecv(int res, bool into_payload) {
+    recv_in_flight_ = false;
+    if (closing_) return MaybeDelete();
+    if (res <= 0) {  // EOF, reset or cancelled
+      return Close();
+    }
+    if (into_payload) payload_got_ += static_cast<size_t>(res);
+    else rend_ += static_cast<size_t>(res);
+    Parse();
+    PostRecv();
+  }
+
+  void Parse() {
+    while (!closing_) {
+      if (have_header_) {
+        size_t need = payload_.size() - payload_got_;
+        size_t avail = rend_ - rstart_;
+        size_t take = need < avail ? need : avail;
+        if (take > 0) {
+          memcpy(payload_.data() + payload_got_, rbuf_.data() + rstart_, take);
+          payload_got_ += take;
+          rstart_ += take;
+        }
+        if (payload_got_ < payload_.size()) return;
+        have_header_ = false;
+        Dispatch(hdr_, std::move(payload_));
+        payload_ = AlignedBuffer();
+        payload_got_ = 0;
+        continue;
+      }
+      if (rend_ - rstart_ < sizeof(RequestHeader)) return;
+      memcpy(&hdr_, rbuf_.data() + rstart_, sizeof hdr_);
+      rstart_ += sizeof hdr_;
+      int v = ValidateRequest(hdr_);
+      if (v == -EPROTO) {
+        srv_->counters_.protocol_errors++;
+        FLOG_WARN("connection %d: protocol violation (op %u, payload %u); closing", fd_,
+                  hdr_.op, hdr_.payload_len);
+        return Close();
+      }
+      if (hdr_.payload_len > 0) {
+        payload_ = AlignedBuffer(hdr_.payload_len);
+        payload_got_ = 0;
+      }
+      have_header_ = true;
+      if (v < 0) invalid_status_ = v;  // consume the payload, then reply
+    }
+  }
+
+  void Dispatch(const RequestHeader& h, AlignedBuffer payload) {
+    srv_->counters_.requests++;
+    if (invalid_status_ < 0) {
+      int st = invalid_status_;
+      invalid_status_ = 0;
+      return Reply(h.id, st);
+    }
+    if (h.tlt_version != 0 && h.tlt_version < srv_->tlt_version()) {
+      srv_->counters_.stale_rejects++;
+      return Reply(h.id, -ESTALE);
+    }
+    if (h.payload_len > 0 && Checksum(payload.data(), h.payload_len) != h.payload_sum) {
+      return Reply(h.id, -EBADMSG);
+    }
+    ops_++;
+    if (ops_ >= srv_->opts_.max_inflight) paused_ = true;
+    uint32_t delay = srv_->opts_.delay_us;
+    if (srv_->opts_.jitter_us) {
+      srv_->rng_ = srv_->rng_ * 6364136223846793005ull + 1442695040888963407ull;
+      delay += static_cast<uint32_t>((srv_->rng_ >> 33) % srv_->opts_.jitter_us);
+    }
+    if (delay == 0) return Execute(h, std::move(payload));
+    auto holder = std::make_shared<AlignedBuffer>(std::move(payload));
+    loop_->AddTimer(static_cast<uint64_t>(delay) * 1000,
+                    [this, h, holder] { Execute(h, std::move(*holder)); });
+  }
+
+  void OpDone() {
+    ops_--;
+    if (paused_ && ops_ < srv_->opts_.max_inflight / 2) {
+      paused_ = false;
+      PostRecv();
+    }
+    MaybeDelete();
+  }
+
+  void Execute(const RequestHeader& h, AlignedBuffer payload) {
+    TractStore* st = srv_->store_;
+    TractKey key{h.blob_hi, h.blob_lo, h.tract};
+    uint64_t id = h.id;
+    switch (h.op) {
+      case kOpWrite:
+        st->Write(key, h.tract_size, h.offset, h.length, std::move(payload), h.flags,
+                  [this, id](int r) { Reply(id, r); OpDone(); });
+        return;
+      case kOpRead:
+        st->Read(key, h.tract_size, h.offset, h.length, h.flags & kFlagAllocOnly,
+                 [this, id, len = h.length, ao = (h.flags & kFlagAllocOnly) != 0](
+                     int r, TractStore::ReadResult rr) {
+                   if (r < 0) Reply(id, r);
+                   else ReplyData(id, std::move(rr.bitmap), std::move(rr.buf), rr.data_off, ao ? 0 : len);
+                   OpDone();
+                 });
+        return;
+      case kOpTrim:
+      case kOpZero:
+        st->Zero(key, h.tract_size, h.offset, h.length,
+                 h.op == kOpZero && (h.flags & kFlagNoHole), [this, id](int r) { Reply(id, r); OpDone(); });
+        return;
+      case kOpStatTract:
+        st->StatTract(key, h.tract_size, [this, id](int r, TractStore::ReadResult rr) {
+          if (r < 0) Reply(id, r);
+          else ReplyData(id, std::move(rr.bitmap), AlignedBuffer(), 0, 0);
+          OpDone();
+        });
+        return;
+      case kOpDeleteBlob:
+        Reply(id, st->DeleteBlob(h.blob_hi, h.blob_lo));
+        return OpDone();
+      case kOpListTracts: {
+        auto v = st->ListTracts(h.blob_hi, h.blob_lo);
+        size_t max = kMaxPayload / sizeof(TractEntry);
+        if (v.size() > max) v.resize(max);
+        std::vector<uint8_t> bytes(v.size() * sizeof(TractEntry));
+        memcpy(bytes.data(), v.data(), bytes.size());
+        ReplyData(id, std::move(bytes), AlignedBuffer(), 0, 0, /*aux_is_bitmap=*/false);
+        return OpDone();
+      }
+      case kOpStatServer: {
+        auto out = std::make_unique<Out>();
+        out->text = srv_->StatsText();
+        Queue(id, 0, std::move(out));
+        return OpDone();
+      }
+      case kOpPing:
+        Reply(id, 0);
+        return OpDone();
+      default:
+        Reply(id, -EOPNOTSUPP);
+        return OpDone();
+    }
+  }
+
+  // ---- send path ----
+  void Reply(uint64_t id, int status) { Queue(id, status, std::make_unique<Out>()); }
+
+  void ReplyData(uint64_t id, std::vector<uint8_t> aux, AlignedBuffer data, uint32_t off,
+                 uint32_t len, bool aux_is_bitmap = true) {
+    auto out = std::make_unique<Out>();
+    out->aux = std::move(aux);
+    out->data = std::move(data);
+    out->data_off = off;
+    out->data_len = len;
+    out->hdr.aux_len = aux_is_bitmap ? static_cast<uint32_t>(out->aux.size()) : 0;
+    Queue(id, 0, std::move(out));
+  }
+
+  void Queue(uint64_t id, int status, std::unique_ptr<Out> out) {
+    if (status < 0) srv_->counters_.error_replies++;
+    ReplyHeader& r = out->hdr;
+    r.magic = kReplyMagic;
+    r.status = status;
+    r.id = id;
+    r.tlt_version = srv_->tlt_version();
+    r.payload_len = static_cast<uint32_t>(out->aux.size() + out->data_len + out->text.size());
+    ChecksumStream cs;
+    cs.Update(out->aux.data(), out->aux.size());
+    cs.Update(out->data.data() + out->data_off, out->data_len);
+    cs.Update(out->text.data(), out->text.size());
+    r.payload_sum = r.payload_len ? cs.Digest() : 0;
+    SealHeader(&r);
+    outq_.push_back(std::move(out));
+    Flush();
+  }
+
+  void Flush() {
+    if (send_in_flight_ || closing_ || outq_.empty()) return;
+    iov_.clear();
+    size_t skip = sent_;  // bytes of the first message already sent
+    sending_ = 0;
+    for (auto& o : outq_) {
+      if (iov_.size() + 4 > kMaxIovPerSend) break;
+      auto add = [&](const void* p, size_t n) {
+        if (n == 0) return;
+        if (skip >= n) { skip -= n; return; }
+        iov_.push_back({const_cast<uint8_t*>(static_cast<const uint8_t*>(p)) + skip, n - skip});
+        skip = 0;
+      };
+      add(&o->hdr, sizeof o->hdr);
+      add(o->aux.data(), o->aux.size());
+      add(o->data.data() + o->data_off, o->data_len);
+      add(o->text.data(), o->text.size());
+      sending_++;
+    }
+    msg_ = msghdr{};
+    msg_.msg_iov = iov_.data();
+    msg_.msg_iovlen = iov_.size();
+    send_in_flight_ = true;
+    loop_->Sendmsg(fd_, &msg_, [this](int res) { OnSent(res); });
+  }
+
+  void OnSent(int res) {
+    send_in_flight_ = false;
+    if (res <= 0) {
+      outq_.clear();
+      return Close();
+    }
+    size_t n = static_cast<size_t>(res) + sent_;
+    while (!outq_.empty()) {
+      auto& o = outq_.front();
+      size_t sz = sizeof o->hdr + o->aux.size() + o->data_len + o->text.size();
+      if (n < sz) break;
+      n -= sz;
+      outq_.pop_front();
+    }
+    sent_ = n;  // partial progress into the (new) first message
+    if (closing_) return MaybeDelete();
+    Flush();
+  }
+
+  TractServer* srv_;
+  Loop* loop_;
+  int fd_;
+  bool closing_ = false, recv_in_flight_ = false, send_in_flight_ = false, paused_ = false;
+  uint32_t ops_ = 0;
+  std::vector<uint8_t> rbuf_;
+  size_t rstart_ = 0, rend_ = 0;
+  bool have_header_ = false;
+  RequestHeader hdr_{};
+  int invalid_status_ = 0;
+  AlignedBuffer payload_;
+  size_t payload_got_ = 0;
+  std::deque<std::unique_ptr<Out>> outq_;
+  size_t sent_ = 0;
+  size_t sending_ = 0;
+  std::vector<iovec> iov_;
+  msghdr msg_{};
+};
+
+TractServer::TractServer(Loop* loop, tractstore::TractStore* store, Options opts)
+    : loop_(loop), store_(store), opts_(opts) {}
+
+TractServer::~TractServer() {
+  if (listen_fd_ >= 0) close(listen_fd_);
+}
+
+void TractServer::Start(int listen_fd) {
+  listen_fd_ = listen_fd;
+  Accept();
+}
+
+void TractServer::Accept() {
+  if (shutting_down_) return;
+  loop_->Accept(listen_fd_, [this](int fd) {
+    if (shutting_down_) {
+      if (fd >= 0) close(fd);
+      return;
+    }
+    if (fd >= 0) {
+      if (conns_.size() >= opts_.max_connections) {
+        counters_.rejected_connections++;
+        close(fd);
+      } else {
+        SetNoDelay(fd);
+        counters_.connections++;
+        Conn* c = new Conn(this, fd);
+        conns_.insert(c);
+        c->Start();
+      }
+    } else if (fd != -EINTR && fd != -ECONNABORTED && fd != -EAGAIN) {
+      FLOG_WARN("accept: %s", errstr(fd).c_str());
+    }
+    Accept();
+  });
+}
+
+void TractServer::Shutdown() {
+  shutting_down_ = true;
+  if (listen_fd_ >= 0) {
+    loop_->CancelFd(listen_fd_);
+    close(listen_fd_);
+    listen_fd_ = -1;
+  }
+  std::vector<Conn*> all(conns_.begin(), conns_.end());
+  for (Conn* c : all) c->Close();
+}
+
+std::string TractServer::StatsText() const {
+  const auto& s = store_->stats();
+  std::string t;
+  auto kv = [&](const char* k, uint64_t v) { t += std::string(k) + "=" + std::to_string(v) + "\n"; };
+  kv("tlt_version", tlt_version());
+  kv("connections", conns_.size());
+  kv("requests", counters_.requests);
+  kv("error_replies", counters_.error_replies);
+  kv("protocol_errors", counters_.protocol_errors);
+  kv("stale_rejects", counters_.stale_rejects);
+  kv("writes", s.writes);
+  kv("reads", s.reads);
+  kv("trims", s.trims);
+  kv("bytes_written", s.bytes_written);
+  kv("bytes_read", s.bytes_read);
+  kv("rmw", s.rmw);
+  kv("checksum_errors", s.checksum_errors);
+  kv("io_errors", s.io_errors);
+  kv("meta_syncs", s.meta_syncs);
+  kv("open_tracts", s.open_tracts);
+  kv("torn_chunks_found", s.torn_chunks_found);
+  return t;
+}
+
+}  // namespace flurry

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// TractServer: serves a TractStore over TCP with the tract protocol
+// (common/tract_protocol.h, docs/PROTOCOL.md).
+//
+// Contract
+// - Runs on one Loop thread; all methods on that thread except
+//   set_tlt_version(), which is thread-safe (the heartbeat thread calls it).
+// - Requests on a connection are pipelined and completed out of order.
+//   Per connection at most max_inflight requests are outstanding; beyond
+//   that the server stops reading from that socket (backpressure).
+// - A framing violation (bad magic/version/header checksum, oversized
+//   payload) closes that connection only; other connections are unaffected.
+//   Bad parameters get an error reply and the connection stays up.
+// - Requests whose tlt_version is non-zero and older than the server's get
+//   -ESTALE without being executed.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_set>
+
+#include "common/loop.h"
+#include "common/result.h"
+#include "tractserver/tract_store.h"
+
+namespace flurry {
+
+class TractServer {
+ public:
+  struct Options {
+    uint32_t max_connections = 256;
+    uint32_t max_inflight = 256;  // per connection
+    uint32_t delay_us = 0;        // injected service latency per request
+    uint32_t jitter_us = 0;       // plus uniform [0, jitter_us)
+  };
+  struct Counters {
+    uint64_t connections = 0, rejected_connections = 0, protocol_errors = 0;
+    uint64_t requests = 0, error_replies = 0, stale_rejects = 0;
+  };
+
+  TractServer(Loop* loop, tractstore::TractStore* store, Options opts);
+  ~TractServer();
+
+  // Takes ownership of a listening socket and starts accepting.
+  void Start(int listen_fd);
+  // Stops accepting and closes every connection (in-flight disk IO finishes).
+  void Shutdown();
+
+  void set_tlt_version(uint64_t v) { tlt_version_.store(v, std::memory_order_relaxed); }
+  uint64_t tlt_version() const { return tlt_version_.load(std::memory_order_relaxed); }
+  const Counters& counters() const { return counters_; }
+  std::string StatsText() const;
+
+ private:
+  class Conn;
+  friend class Conn;
+  void Accept();
+
+  Loop* loop_;
+  tractstore::TractStore* store_;
+  Options opts_;
+  int listen_fd_ = -1;
+  bool shutting_down_ = false;
+  std::atomic<uint64_t> tlt_version_{0};
+  Counters counters_;
+  std::unordered_set<Conn*> conns_;
+  uint64_t rng_ = 0x9E3779B97F4A7C15ull;
+};
+
+}  // namespace flurry

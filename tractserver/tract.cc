@@ -1,0 +1,488 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tractserver/tract.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/log.h"
+
+namespace flurry::tractstore {
+
+using tractproto::kChunkSize;
+
+struct Tract::WriteOp {
+  uint32_t off, len, flags;
+  uint32_t c0, c1;
+  AlignedBuffer data;   // the caller's payload
+  AlignedBuffer span;   // chunk-aligned copy when read-modify-write is needed
+  uint8_t* wbuf = nullptr;  // chunk-aligned buffer for chunks [c0, c1)
+  std::vector<std::pair<uint32_t, uint32_t>> runs;  // chunk runs to write
+  size_t run = 0;
+  RangeLock* lock = nullptr;
+  Done done;
+};
+
+namespace {
+int PreadFull(int fd, void* buf, size_t len, off_t off) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = pread(fd, static_cast<char*>(buf) + got, len - got, off + static_cast<off_t>(got));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  memset(static_cast<char*>(buf) + got, 0, len - got);
+  return 0;
+}
+int PwriteFull(int fd, const void* buf, size_t len, off_t off) {
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = pwrite(fd, static_cast<const char*>(buf) + done, len - done,
+                       off + static_cast<off_t>(done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    done += static_cast<size_t>(n);
+  }
+  return 0;
+}
+bool IsZero(const uint8_t* p, size_t n) {
+  return p[0] == 0 && memcmp(p, p + 1, n - 1) == 0;
+}
+}  // namespace
+
+Result<std::unique_ptr<Tract>> Tract::Open(TractStore* store, const TractKey& key,
+                                           const std::string& base, uint32_t tract_size,
+                                           bool create) {
+  std::unique_ptr<Tract> t(new Tract(store));
+  std::string meta_path = base + ".meta", data_path = base + ".data";
+  t->meta_fd_ = open(meta_path.c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+  if (t->meta_fd_ < 0) return Result<std::unique_ptr<Tract>>::error(-errno);
+  t->data_fd_ = open(data_path.c_str(), O_RDWR | O_CLOEXEC | O_DIRECT | O_CREAT, 0600);
+  if (t->data_fd_ < 0) return Result<std::unique_ptr<Tract>>::error(-errno);
+  struct stat st;
+  if (fstat(t->meta_fd_, &st) < 0) return Result<std::unique_ptr<Tract>>::error(-errno);
+  t->tract_size_ = tract_size;
+  t->nchunks_ = tract_size / kChunkSize;
+  // A zero-length meta file is a tract whose creation did not complete.
+  int r = t->LoadMeta(st.st_size == 0, key);
+  if (r < 0) return Result<std::unique_ptr<Tract>>::error(r);
+  return t;
+}
+
+Tract::~Tract() {
+  if (data_fd_ >= 0) close(data_fd_);
+  if (meta_fd_ >= 0) close(meta_fd_);
+}
+
+int Tract::LoadMeta(bool created, const TractKey& key) {
+  entries_.assign(nchunks_, ChunkEntry{});
+  if (created) {
+    if (ftruncate(data_fd_, tract_size_) < 0) return -errno;
+    alignas(8) uint8_t page[kMetaHeaderSize] = {};
+    TractMetaHeader h{};
+    memcpy(h.magic, kMetaMagic, sizeof h.magic);
+    h.version = kMetaVersion;
+    h.tract_size = tract_size_;
+    h.blob_hi = key.hi;
+    h.blob_lo = key.lo;
+    h.tract = key.tract;
+    h.chunk_size = kChunkSize;
+    h.nchunks = nchunks_;
+    h.header_sum = Checksum(&h, sizeof h);  // computed with header_sum == 0
+    memcpy(page, &h, sizeof h);
+    int r = PwriteFull(meta_fd_, page, sizeof page, 0);
+    if (r < 0) return r;
+    if (ftruncate(meta_fd_, kMetaHeaderSize + static_cast<off_t>(nchunks_) * sizeof(ChunkEntry)) < 0)
+      return -errno;
+    if (fdatasync(meta_fd_) < 0 || fsync(data_fd_) < 0) return -errno;
+    return 0;
+  }
+  TractMetaHeader h{};
+  int r = PreadFull(meta_fd_, &h, sizeof h, 0);
+  if (r < 0) return r;
+  uint64_t sum = h.header_sum;
+  h.header_sum = 0;
+  if (memcmp(h.magic, kMetaMagic, sizeof h.magic) != 0 || Checksum(&h, sizeof h) != sum ||
+      h.version != kMetaVersion) {
+    FLOG_ERROR("tract %016llx%016llx/%llu: corrupt meta header",
+               (unsigned long long)key.hi, (unsigned long long)key.lo, (unsigned long long)key.tract);
+    return -EIO;
+  }
+  if (h.tract_size != tract_size_ || h.chunk_size != kChunkSize) return -EINVAL;
+  r = PreadFull(meta_fd_, entries_.data(), entries_.size() * sizeof(ChunkEntry), kMetaHeaderSize);
+  if (r < 0) return r;
+  bool changed = false;
+  for (uint32_t c = 0; c < nchunks_; ++c) {
+    if (!EntryValid(entries_[c], c)) {
+      // A torn meta write. Its chunk cannot be trusted: reads fail with -EIO
+      // (another replica serves them) until the chunk is rewritten.
+      FLOG_WARN("tract %llu chunk %u: corrupt checksum entry", (unsigned long long)key.tract, c);
+      entries_[c] = ChunkEntry{};
+      entries_[c].flags = kChunkAllocated;
+      entries_[c].sum[0] = entries_[c].sum[1] = ~0ull;  // matches no real data in practice
+      SealEntry(&entries_[c], c);
+      store_->stats_.torn_chunks_found++;
+      changed = true;
+      continue;
+    }
+    if (entries_[c].flags & kChunkPending) {
+      r = ResolvePending(c);
+      if (r < 0) return r;
+      changed = true;
+    }
+  }
+  if (changed) {
+    r = PwriteFull(meta_fd_, entries_.data(), entries_.size() * sizeof(ChunkEntry), kMetaHeaderSize);
+    if (r < 0) return r;
+    if (fdatasync(meta_fd_) < 0) return -errno;
+  }
+  return 0;
+}
+
+int Tract::ResolvePending(uint32_t c) {
+  AlignedBuffer buf(kChunkSize);
+  int r = PreadFull(data_fd_, buf.data(), kChunkSize, static_cast<off_t>(c) * kChunkSize);
+  if (r < 0) return r;
+  ChunkEntry& e = entries_[c];
+  unsigned cur = (e.flags & kChunkCur1) ? 1 : 0;
+  uint64_t s = Checksum(buf.data(), kChunkSize);
+  bool was_alloc = e.flags & kChunkAllocated;
+  e.flags &= ~kChunkPending;
+  if (s == e.sum[cur ^ 1]) {  // the new data made it
+    e.flags ^= kChunkCur1;
+    e.flags |= kChunkAllocated;
+  } else if (was_alloc ? s == e.sum[cur] : IsZero(buf.data(), kChunkSize)) {
+    // the old data is intact
+  } else if (!was_alloc) {
+    // A never-acknowledged first write was torn: the old contents were
+    // zeros and the chunk stays unallocated, so it reads as zeros.
+    store_->stats_.torn_chunks_found++;
+  } else {
+    store_->stats_.torn_chunks_found++;
+    FLOG_WARN("chunk %u torn by an unacknowledged write; reads of it will fail", c);
+  }
+  SealEntry(&e, c);
+  store_->stats_.pending_resolved++;
+  return 0;
+}
+
+uint32_t Tract::allocated_chunks() const {
+  uint32_t n = 0;
+  for (const auto& e : entries_) n += (e.flags & kChunkAllocated) ? 1 : 0;
+  return n;
+}
+
+std::vector<uint8_t> Tract::Bitmap(uint32_t c0, uint32_t c1) const {
+  std::vector<uint8_t> bm(tractproto::BitmapBytes(c1 - c0), 0);
+  for (uint32_t c = c0; c < c1; ++c)
+    if (allocated(c)) bm[(c - c0) / 8] |= static_cast<uint8_t>(1u << ((c - c0) % 8));
+  return bm;
+}
+
+// ---- range locks ----
+
+Tract::RangeLock* Tract::Lock(uint32_t c0, uint32_t c1, bool excl, std::function<void()> on_grant) {
+  locks_.push_back(RangeLock{c0, c1, excl, false, std::move(on_grant)});
+  RangeLock* l = &locks_.back();
+  for (auto it = locks_.begin(); &*it != l; ++it)
+    if (Conflicts(*it, *l)) return l;
+  l->granted = true;
+  // Always deferred, so the caller has stored the returned pointer first.
+  loop_->Post(std::move(l->on_grant));
+  return l;
+}
+
+void Tract::Unlock(RangeLock* l) {
+  for (auto it = locks_.begin(); it != locks_.end(); ++it) {
+    if (&*it == l) {
+      locks_.erase(it);
+      break;
+    }
+  }
+  // Grant waiters that no longer conflict with anything ahead of them.
+  for (auto it = locks_.begin(); it != locks_.end(); ++it) {
+    if (it->granted) continue;
+    bool ok = true;
+    for (auto jt = locks_.begin(); jt != it; ++jt)
+      if (Conflicts(*jt, *it)) { ok = false; break; }
+    if (ok) {
+      it->granted = true;
+      loop_->Post(std::move(it->on_grant));
+    }
+  }
+}
+
+// ---- checksums and meta persistence ----
+
+int Tract::VerifyChunk(uint32_t c, const uint8_t* data) {
+  const ChunkEntry& e = entries_[c];
+  unsigned cur = (e.flags & kChunkCur1) ? 1 : 0;
+  uint64_t s = Checksum(data, kChunkSize);
+  if (s == e.sum[cur]) return 0;
+  if ((e.flags & kChunkPending) && s == e.sum[cur ^ 1]) return 0;
+  store_->stats_.checksum_errors++;
+  FLOG_ERROR("checksum mismatch in chunk %u of a tract under %s", c, store_->dir().c_str());
+  return -EIO;
+}
+
+void Tract::WriteEntries(uint32_t c0, uint32_t c1, bool sync, Done done) {
+  // Buffered and synchronous on purpose: a memcpy into the page cache keeps
+  // meta updates in program order; only the fdatasync goes through the ring.
+  int r = PwriteFull(meta_fd_, &entries_[c0], (c1 - c0) * sizeof(ChunkEntry),
+                     kMetaHeaderSize + static_cast<off_t>(c0) * sizeof(ChunkEntry));
+  if (r < 0 || !sync) {
+    if (done) done(r);
+    return;
+  }
+  SyncMeta(std::move(done));
+}
+
+void Tract::SyncMeta(Done done) {
+  sync_waiting_.push_back(std::move(done));
+  if (sync_in_flight_) return;
+  sync_in_flight_ = true;
+  auto batch = std::make_shared<std::vector<Done>>();
+  batch->swap(sync_waiting_);
+  store_->stats_.meta_syncs++;
+  loop_->Fsync(meta_fd_, true, [this, batch](int res) {
+    sync_in_flight_ = false;
+    if (!sync_waiting_.empty()) {
+      // Writers that arrived during this sync need the next one.
+      std::vector<Done> next;
+      next.swap(sync_waiting_);
+      for (auto& d : next) SyncMeta(std::move(d));
+    }
+    for (auto& d : *batch) d(res);
+  });
+}
+
+// ---- reads ----
+
+void Tract::ReadChunks(uint32_t c0, uint32_t c1, uint8_t* buf, Done done) {
+  struct State {
+    int pending = 1;
+    int err = 0;
+    Done done;
+  };
+  auto st = std::make_shared<State>();
+  st->done = std::move(done);
+  auto finish = [this, st, c0, c1, buf](int res) {
+    if (res < 0 && st->err == 0) st->err = res;
+    if (--st->pending > 0) return;
+    int err = st->err;
+    for (uint32_t c = c0; c < c1 && err == 0; ++c)
+      if (allocated(c)) err = VerifyChunk(c, buf + static_cast<size_t>(c - c0) * kChunkSize);
+    st->done(err);
+  };
+  uint32_t c = c0;
+  while (c < c1) {
+    if (!allocated(c)) {
+      memset(buf + static_cast<size_t>(c - c0) * kChunkSize, 0, kChunkSize);
+      ++c;
+      continue;
+    }
+    uint32_t e = c;
+    while (e < c1 && allocated(e)) ++e;
+    uint32_t bytes = (e - c) * kChunkSize;
+    st->pending++;
+    loop_->Read(data_fd_, buf + static_cast<size_t>(c - c0) * kChunkSize, bytes,
+                static_cast<uint64_t>(c) * kChunkSize, [this, finish, bytes](int res) {
+                  if (res >= 0 && static_cast<uint32_t>(res) != bytes) res = -EIO;
+                  if (res < 0) store_->stats_.io_errors++;
+                  finish(res);
+                });
+    c = e;
+  }
+  finish(0);
+}
+
+void Tract::Read(uint32_t off, uint32_t len, bool alloc_only, TractStore::ReadDone done) {
+  uint32_t c0 = off / kChunkSize, c1 = (off + len + kChunkSize - 1) / kChunkSize;
+  TractStore::ReadResult rr;
+  rr.bitmap = Bitmap(c0, c1);
+  if (alloc_only) return done(0, std::move(rr));
+  ++active_ops_;
+  auto holder = std::make_shared<TractStore::ReadResult>(std::move(rr));
+  auto lock = std::make_shared<RangeLock*>(nullptr);
+  *lock = Lock(c0, c1, false, [this, holder, lock, c0, c1, off, done = std::move(done)]() mutable {
+    holder->buf = AlignedBuffer(static_cast<size_t>(c1 - c0) * kChunkSize);
+    holder->data_off = off - c0 * kChunkSize;
+    // Lock() may grant synchronously before *lock is assigned: read it late.
+    ReadChunks(c0, c1, holder->buf.data(), [this, holder, lock, done = std::move(done)](int res) {
+      Unlock(*lock);
+      --active_ops_;
+      done(res, std::move(*holder));
+    });
+  });
+}
+
+// ---- writes ----
+
+void Tract::Write(uint32_t off, uint32_t len, AlignedBuffer data, uint32_t flags, Done done) {
+  auto* op = new WriteOp{off, len, flags, off / kChunkSize,
+                         (off + len + kChunkSize - 1) / kChunkSize, std::move(data)};
+  op->done = std::move(done);
+  ++active_ops_;
+  RangeLock* l = Lock(op->c0, op->c1, true, [this, op] { StartWrite(op); });
+  op->lock = l;
+}
+
+void Tract::StartWrite(WriteOp* op) {
+  bool aligned = op->off % kChunkSize == 0 && op->len % kChunkSize == 0;
+  auto commit = [this, op](int res) {
+    if (res < 0) return FinishWrite(op, res);
+    // Which chunks to write: all, or (fill) only those not yet allocated.
+    for (uint32_t c = op->c0; c < op->c1;) {
+      if ((op->flags & tractproto::kFlagFill) && allocated(c)) { ++c; continue; }
+      uint32_t e = c;
+      while (e < op->c1 && !((op->flags & tractproto::kFlagFill) && allocated(e))) ++e;
+      op->runs.emplace_back(c, e);
+      c = e;
+    }
+    if (op->runs.empty()) return FinishWrite(op, 0);
+    for (auto [a, b] : op->runs) {
+      for (uint32_t c = a; c < b; ++c) {
+        ChunkEntry& e = entries_[c];
+        unsigned next = (e.flags & kChunkCur1) ? 0 : 1;
+        e.sum[next] = Checksum(op->wbuf + static_cast<size_t>(c - op->c0) * kChunkSize, kChunkSize);
+        e.flags |= kChunkPending;
+        SealEntry(&e, c);
+      }
+    }
+    bool sync = !(op->flags & tractproto::kFlagNoSync);
+    WriteEntries(op->c0, op->c1, sync, [this, op](int r) {
+      if (r < 0) return FinishWrite(op, r);
+      WriteData(op, 0);
+    });
+  };
+  if (aligned) {
+    op->wbuf = op->data.data();
+    return commit(0);
+  }
+  store_->stats_.rmw++;
+  op->span = AlignedBuffer(static_cast<size_t>(op->c1 - op->c0) * kChunkSize);
+  op->wbuf = op->span.data();
+  // Read the first and last chunk (they may be the same), then overlay.
+  uint32_t head = op->c0, tail = op->c1 - 1;
+  bool need_head = op->off % kChunkSize != 0 || (op->c1 - op->c0 == 1);
+  bool need_tail = (op->off + op->len) % kChunkSize != 0 && tail != head;
+  auto pending = std::make_shared<int>(1 + (need_head ? 1 : 0) + (need_tail ? 1 : 0));
+  auto err = std::make_shared<int>(0);
+  auto step = [this, op, pending, err, commit](int res) {
+    if (res < 0 && *err == 0) *err = res;
+    if (--*pending > 0) return;
+    if (*err < 0) return commit(*err);
+    memcpy(op->wbuf + (op->off - op->c0 * kChunkSize), op->data.data(), op->len);
+    commit(0);
+  };
+  if (need_head) ReadChunks(head, head + 1, op->wbuf, step);
+  if (need_tail)
+    ReadChunks(tail, tail + 1, op->wbuf + static_cast<size_t>(tail - op->c0) * kChunkSize, step);
+  step(0);
+}
+
+void Tract::WriteData(WriteOp* op, uint32_t done_bytes) {
+  if (op->run == op->runs.size()) return FinishWrite(op, 0);
+  auto [a, b] = op->runs[op->run];
+  uint32_t total = (b - a) * kChunkSize;
+  int rwf = (op->flags & tractproto::kFlagNoSync) ? 0 : RWF_DSYNC;
+  const uint8_t* src = op->wbuf + static_cast<size_t>(a - op->c0) * kChunkSize + done_bytes;
+  loop_->Write(data_fd_, src, total - done_bytes, static_cast<uint64_t>(a) * kChunkSize + done_bytes,
+               rwf, [this, op, done_bytes, total](int res) {
+                 if (res < 0) {
+                   store_->stats_.io_errors++;
+                   return FinishWrite(op, res);
+                 }
+                 if (res == 0) return FinishWrite(op, -EIO);
+                 uint32_t now = done_bytes + static_cast<uint32_t>(res);
+                 if (now < total) return WriteData(op, now);  // short write: continue
+                 op->run++;
+                 WriteData(op, 0);
+               });
+}
+
+void Tract::FinishWrite(WriteOp* op, int res) {
+  if (res == 0) {
+    for (auto [a, b] : op->runs) {
+      for (uint32_t c = a; c < b; ++c) {
+        ChunkEntry& e = entries_[c];
+        e.flags ^= kChunkCur1;
+        e.flags = (e.flags | kChunkAllocated) & ~kChunkPending;
+        SealEntry(&e, c);
+      }
+    }
+    if (!op->runs.empty()) WriteEntries(op->c0, op->c1, false, nullptr);  // lazy
+    store_->stats_.writes++;
+    store_->stats_.bytes_written += op->len;
+  } else {
+    // The data may or may not have reached the disk: settle each chunk now,
+    // so that the next write never overwrites the slot that matches.
+    for (auto [a, b] : op->runs)
+      for (uint32_t c = a; c < b; ++c)
+        if (entries_[c].flags & kChunkPending) (void)ResolvePending(c);
+  }
+  Unlock(op->lock);
+  --active_ops_;
+  Done done = std::move(op->done);
+  delete op;
+  done(res);
+}
+
+// ---- trim / zero ----
+
+void Tract::Deallocate(uint32_t c0, uint32_t c1, Done done) {
+  ++active_ops_;
+  auto lock = std::make_shared<RangeLock*>(nullptr);
+  *lock = Lock(c0, c1, true, [this, lock, c0, c1, done = std::move(done)]() mutable {
+    {
+      for (uint32_t c = c0; c < c1; ++c) entries_[c] = ChunkEntry{};
+      WriteEntries(c0, c1, true, [this, lock, c0, c1, done = std::move(done)](int r) mutable {
+        auto finish = [this, lock, done = std::move(done)](int res) {
+          Unlock(*lock);
+          --active_ops_;
+          store_->stats_.trims++;
+          done(res < 0 ? res : 0);
+        };
+        if (r < 0) return finish(r);
+        loop_->Fallocate(data_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                         static_cast<uint64_t>(c0) * kChunkSize,
+                         static_cast<uint64_t>(c1 - c0) * kChunkSize, finish);
+      });
+    }
+  });
+}
+
+void Tract::Zero(uint32_t off, uint32_t len, bool keep_alloc, Done done) {
+  uint32_t end = off + len;
+  uint32_t m0 = (off + kChunkSize - 1) / kChunkSize, m1 = end / kChunkSize;
+  auto zero_write = [this](uint32_t o, uint32_t l, Done d) {
+    AlignedBuffer z(l);
+    z.zero();
+    Write(o, l, std::move(z), 0, std::move(d));
+  };
+  if (keep_alloc || m0 >= m1) return zero_write(off, len, std::move(done));
+  // Partial head and tail chunks are zeroed in place; whole chunks freed.
+  auto tail = [this, zero_write, end, m1, done = std::move(done)](int r) mutable {
+    if (r < 0) return done(r);
+    if (end > m1 * kChunkSize) return zero_write(m1 * kChunkSize, end - m1 * kChunkSize, std::move(done));
+    done(0);
+  };
+  auto middle = [this, m0, m1, tail = std::move(tail)](int r) mutable {
+    if (r < 0) return tail(r);
+    Deallocate(m0, m1, std::move(tail));
+  };
+  if (off < m0 * kChunkSize) return zero_write(off, m0 * kChunkSize - off, std::move(middle));
+  middle(0);
+}
+
+}  // namespace flurry::tractstore

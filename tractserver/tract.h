@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Tract: one open tract of the TractStore (its data and meta files, the
+// in-memory chunk table, chunk range locks and the group commit of meta
+// syncs). Internal to the tract store; same threading contract (loop only).
+#pragma once
+
+#include <functional>
+#include <list>
+#include <vector>
+
+#include "tractserver/tract_store.h"
+
+namespace flurry::tractstore {
+
+class Tract {
+ public:
+  using Done = TractStore::Done;
+
+  // Opens existing files or creates them. Resolves pending chunks
+  // synchronously (bounded by the writes in flight at the last crash).
+  static Result<std::unique_ptr<Tract>> Open(TractStore* store, const TractKey& key,
+                                             const std::string& base, uint32_t tract_size,
+                                             bool create);
+  ~Tract();
+
+  uint32_t tract_size() const { return tract_size_; }
+  uint32_t nchunks() const { return nchunks_; }
+  bool allocated(uint32_t c) const { return entries_[c].flags & kChunkAllocated; }
+  uint32_t allocated_chunks() const;
+  bool busy() const { return active_ops_ > 0 || !locks_.empty(); }
+  std::vector<uint8_t> Bitmap(uint32_t c0, uint32_t c1) const;
+
+  void Write(uint32_t off, uint32_t len, AlignedBuffer data, uint32_t flags, Done done);
+  void Read(uint32_t off, uint32_t len, bool alloc_only, TractStore::ReadDone done);
+  void Zero(uint32_t off, uint32_t len, bool keep_alloc, Done done);
+
+ private:
+  struct RangeLock {
+    uint32_t c0, c1;
+    bool excl;
+    bool granted = false;
+    std::function<void()> on_grant;
+  };
+  struct WriteOp;
+
+  Tract(TractStore* store) : store_(store), loop_(store->loop_) {}
+  int LoadMeta(bool created, const TractKey& key);
+  int ResolvePending(uint32_t c);
+
+  RangeLock* Lock(uint32_t c0, uint32_t c1, bool excl, std::function<void()> on_grant);
+  void Unlock(RangeLock* l);
+  static bool Conflicts(const RangeLock& a, const RangeLock& b) {
+    return a.c0 < b.c1 && b.c0 < a.c1 && (a.excl || b.excl);
+  }
+
+  // Reads chunks [c0,c1) into buf (chunk-aligned), verifying allocated ones.
+  void ReadChunks(uint32_t c0, uint32_t c1, uint8_t* buf, Done done);
+  int VerifyChunk(uint32_t c, const uint8_t* data);
+  // Persists entries [c0,c1); with sync, calls done after a (grouped) fdatasync.
+  void WriteEntries(uint32_t c0, uint32_t c1, bool sync, Done done);
+  void SyncMeta(Done done);
+  void StartWrite(WriteOp* op);
+  void WriteData(WriteOp* op, uint32_t done_bytes);
+  void FinishWrite(WriteOp* op, int res);
+  void Deallocate(uint32_t c0, uint32_t c1, Done done);
+
+  TractStore* store_;
+  Loop* loop_;
+  int data_fd_ = -1;
+  int meta_fd_ = -1;
+  uint32_t tract_size_ = 0;
+  uint32_t nchunks_ = 0;
+  std::vector<ChunkEntry> entries_;
+  std::list<RangeLock> locks_;
+  int active_ops_ = 0;
+  // Group commit of meta fdatasync.
+  bool sync_in_flight_ = false;
+  std::vector<Done> sync_waiting_;
+};
+
+}  // namespace flurry::tractstore

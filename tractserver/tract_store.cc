@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tractserver/tract_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+#include "common/log.h"
+#include "tractserver/tract.h"
+
+namespace flurry::tractstore {
+
+namespace {
+int FsyncPath(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  int r = fsync(fd) < 0 ? -errno : 0;
+  close(fd);
+  return r;
+}
+int MkdirDurable(const std::string& path, const std::string& parent) {
+  if (mkdir(path.c_str(), 0700) == 0) return FsyncPath(parent);
+  return errno == EEXIST ? 0 : -errno;
+}
+}  // namespace
+
+Result<std::unique_ptr<TractStore>> TractStore::Open(Loop* loop, Options opts) {
+  using R = Result<std::unique_ptr<TractStore>>;
+  std::unique_ptr<TractStore> s(new TractStore(loop, std::move(opts)));
+  if (mkdir(s->opts_.dir.c_str(), 0700) < 0 && errno != EEXIST) return R::error(-errno);
+  std::string lock = s->opts_.dir + "/LOCK";
+  s->lock_fd_ = open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (s->lock_fd_ < 0) return R::error(-errno);
+  if (flock(s->lock_fd_, LOCK_EX | LOCK_NB) < 0) return R::error(-EBUSY);
+  int r = MkdirDurable(s->opts_.dir + "/tracts", s->opts_.dir);
+  if (r < 0) return R::error(r);
+  return s;
+}
+
+TractStore::~TractStore() {
+  tracts_.clear();
+  if (lock_fd_ >= 0) close(lock_fd_);
+}
+
+std::string TractStore::BlobDir(uint64_t hi, uint64_t lo) const {
+  char b[40];
+  snprintf(b, sizeof b, "%016" PRIx64 "%016" PRIx64, hi, lo);
+  return opts_.dir + "/tracts/" + b;
+}
+
+Result<Tract*> TractStore::Get(const TractKey& key, uint32_t tract_size, bool create) {
+  auto it = tracts_.find(key);
+  if (it != tracts_.end()) {
+    if (it->second->tract_size() != tract_size) return Result<Tract*>::error(-EINVAL);
+    return it->second.get();
+  }
+  std::string dir = BlobDir(key.hi, key.lo);
+  std::string base = dir + "/" + std::to_string(key.tract);
+  if (!create) {
+    struct stat st;
+    if (stat((base + ".meta").c_str(), &st) < 0) {
+      if (errno == ENOENT) return static_cast<Tract*>(nullptr);
+      return Result<Tract*>::error(-errno);
+    }
+  } else {
+    int r = MkdirDurable(dir, opts_.dir + "/tracts");
+    if (r < 0) return Result<Tract*>::error(r);
+  }
+  struct stat st;
+  bool existed = stat((base + ".meta").c_str(), &st) == 0;
+  auto t = Tract::Open(this, key, base, tract_size, create);
+  if (!t) return Result<Tract*>::error(t.err());
+  if (!existed) {
+    int r = FsyncPath(dir);
+    if (r < 0) return Result<Tract*>::error(r);
+  }
+  Tract* raw = t->get();
+  tracts_.emplace(key, std::move(*t));
+  lru_.push_back(key);
+  stats_.open_tracts = tracts_.size();
+  MaybeEvict();
+  return raw;
+}
+
+void TractStore::MaybeEvict() {
+  // Close idle tracts beyond the bound; busy ones are skipped (and retried
+  // on the next open).
+  size_t scan = lru_.size();
+  while (tracts_.size() > opts_.max_open_tracts && scan-- > 0) {
+    TractKey k = lru_.front();
+    lru_.pop_front();
+    auto it = tracts_.find(k);
+    if (it == tracts_.end()) continue;
+    if (it->second->busy()) {
+      lru_.push_back(k);
+      continue;
+    }
+    tracts_.erase(it);
+  }
+  stats_.open_tracts = tracts_.size();
+}
+
+void TractStore::Write(const TractKey& key, uint32_t tract_size, uint32_t off, uint32_t len,
+                       AlignedBuffer data, uint32_t flags, Done done) {
+  auto t = Get(key, tract_size, true);
+  if (!t) return done(t.err());
+  (*t)->Write(off, len, std::move(data), flags, std::move(done));
+}
+
+void TractStore::Read(const TractKey& key, uint32_t tract_size, uint32_t off, uint32_t len,
+                      bool alloc_only, ReadDone done) {
+  auto t = Get(key, tract_size, false);
+  if (!t) return done(t.err(), ReadResult{});
+  stats_.reads++;
+  stats_.bytes_read += len;
+  if (*t == nullptr) {
+    // Never written here: zeros, nothing allocated.
+    uint32_t c0 = off / tractproto::kChunkSize;
+    uint32_t c1 = (off + len + tractproto::kChunkSize - 1) / tractproto::kChunkSize;
+    ReadResult rr;
+    rr.bitmap.assign(tractproto::BitmapBytes(c1 - c0), 0);
+    if (!alloc_only) {
+      rr.buf = AlignedBuffer(len);
+      rr.buf.zero();
+    }
+    return done(0, std::move(rr));
+  }
+  (*t)->Read(off, len, alloc_only, std::move(done));
+}
+
+void TractStore::Zero(const TractKey& key, uint32_t tract_size, uint32_t off, uint32_t len,
+                      bool keep_alloc, Done done) {
+  auto t = Get(key, tract_size, keep_alloc);
+  if (!t) return done(t.err());
+  if (*t == nullptr) return done(0);  // nothing stored: already zeros
+  (*t)->Zero(off, len, keep_alloc, std::move(done));
+}
+
+void TractStore::StatTract(const TractKey& key, uint32_t tract_size, ReadDone done) {
+  auto t = Get(key, tract_size, false);
+  if (!t) return done(t.err(), ReadResult{});
+  ReadResult rr;
+  uint32_t n = tract_size / tractproto::kChunkSize;
+  rr.bitmap = *t ? (*t)->Bitmap(0, n) : std::vector<uint8_t>(tractproto::BitmapBytes(n), 0);
+  done(0, std::move(rr));
+}
+
+int TractStore::DeleteBlob(uint64_t hi, uint64_t lo) {
+  for (auto& [k, t] : tracts_)
+    if (k.hi == hi && k.lo == lo && t->busy()) return -EBUSY;
+  for (auto it = tracts_.begin(); it != tracts_.end();) {
+    if (it->first.hi == hi && it->first.lo == lo) it = tracts_.erase(it);
+    else ++it;
+  }
+  lru_.remove_if([&](const TractKey& k) { return k.hi == hi && k.lo == lo; });
+  stats_.open_tracts = tracts_.size();
+  std::string dir = BlobDir(hi, lo);
+  DIR* d = opendir(dir.c_str());
+  if (!d) return errno == ENOENT ? 0 : -errno;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    unlink((dir + "/" + e->d_name).c_str());
+  }
+  closedir(d);
+  if (rmdir(dir.c_str()) < 0) return -errno;
+  return FsyncPath(opts_.dir + "/tracts");
+}
+
+std::vector<tractproto::TractEntry> TractStore::ListTracts(uint64_t hi, uint64_t lo) {
+  std::vector<tractproto::TractEntry> out;
+  std::string root = opts_.dir + "/tracts";
+  DIR* d = opendir(root.c_str());
+  if (!d) return out;
+  while (dirent* b = readdir(d)) {
+    if (strlen(b->d_name) != 32) continue;
+    uint64_t bh = 0, bl = 0;
+    if (sscanf(b->d_name, "%16" SCNx64 "%16" SCNx64, &bh, &bl) != 2) continue;
+    if ((hi || lo) && (bh != hi || bl != lo)) continue;
+    std::string bdir = root + "/" + b->d_name;
+    DIR* bd = opendir(bdir.c_str());
+    if (!bd) continue;
+    while (dirent* f = readdir(bd)) {
+      const char* dot = strrchr(f->d_name, '.');
+      if (!dot || strcmp(dot, ".meta") != 0) continue;
+      uint64_t tract = strtoull(f->d_name, nullptr, 10);
+      TractMetaHeader h{};
+      int fd = open((bdir + "/" + f->d_name).c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      bool ok = pread(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
+                memcmp(h.magic, kMetaMagic, 8) == 0;
+      uint32_t alloc = 0;
+      auto it = tracts_.find(TractKey{bh, bl, tract});
+      if (ok && it != tracts_.end()) {
+        alloc = it->second->allocated_chunks();
+      } else if (ok) {
+        std::vector<ChunkEntry> ents(h.nchunks);
+        if (pread(fd, ents.data(), ents.size() * sizeof(ChunkEntry), kMetaHeaderSize) > 0)
+          for (const auto& e : ents) alloc += (e.flags & kChunkAllocated) ? 1 : 0;
+      }
+      close(fd);
+      if (ok) out.push_back({bh, bl, tract, h.tract_size, alloc});
+    }
+    closedir(bd);
+  }
+  closedir(d);
+  return out;
+}
+
+}  // namespace flurry::tractstore

@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// TractStore: durable, checksummed storage of tracts on one local disk.
+//
+// Contract
+// - Lives on one Loop; every method must be called on the loop thread and
+//   every callback runs there. Not thread-safe otherwise.
+// - Write() completes with 0 only when data and checksums are durable
+//   (unless flags has kFlagNoSync). Concurrent operations on overlapping
+//   chunks of a tract are serialised in arrival order (writes exclusive,
+//   reads shared), so replicas that receive the same order stay identical.
+// - Read() verifies every allocated chunk against its stored checksum;
+//   a mismatch fails the whole read with -EIO, never returns bad data.
+//   Unallocated chunks read as zeros.
+// - Trim()/Zero(): whole chunks in the range are deallocated (unless
+//   keep_alloc); partial chunks are zeroed by read-modify-write.
+// - Crash safety: see tract_format.h. kill -9 at any moment leaves every
+//   completed write readable and every chunk old-or-new.
+// - Sizes are validated by tractproto::ValidateRequest before they get here.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/buffer.h"
+#include "common/loop.h"
+#include "common/result.h"
+#include "common/tract_protocol.h"
+#include "tractserver/tract_format.h"
+
+namespace flurry::tractstore {
+
+struct TractKey {
+  uint64_t hi = 0, lo = 0, tract = 0;
+  bool operator==(const TractKey&) const = default;
+};
+struct TractKeyHash {
+  size_t operator()(const TractKey& k) const {
+    return static_cast<size_t>(k.hi * 0x9E3779B97F4A7C15ull ^ k.lo * 0xC2B2AE3D27D4EB4Full ^ k.tract);
+  }
+};
+
+struct StoreStats {
+  uint64_t writes = 0, reads = 0, trims = 0, bytes_written = 0, bytes_read = 0;
+  uint64_t rmw = 0, checksum_errors = 0, io_errors = 0, meta_syncs = 0;
+  uint64_t open_tracts = 0, torn_chunks_found = 0, pending_resolved = 0;
+};
+
+class Tract;
+
+class TractStore {
+ public:
+  struct Options {
+    std::string dir;
+    size_t max_open_tracts = 512;
+  };
+  using Done = std::function<void(int res)>;
+  struct ReadResult {
+    AlignedBuffer buf;          // chunk-aligned span that holds the data
+    uint32_t data_off = 0;      // where the requested range starts in buf
+    std::vector<uint8_t> bitmap;  // one bit per chunk overlapping the range
+  };
+  using ReadDone = std::function<void(int res, ReadResult r)>;
+
+  static Result<std::unique_ptr<TractStore>> Open(Loop* loop, Options opts);
+  ~TractStore();
+
+  // data holds len bytes starting at data.data() (kIoAlign-aligned).
+  void Write(const TractKey& key, uint32_t tract_size, uint32_t off, uint32_t len,
+             AlignedBuffer data, uint32_t flags, Done done);
+  void Read(const TractKey& key, uint32_t tract_size, uint32_t off, uint32_t len,
+            bool alloc_only, ReadDone done);
+  void Zero(const TractKey& key, uint32_t tract_size, uint32_t off, uint32_t len,
+            bool keep_alloc, Done done);
+  // Allocation bitmap of the whole tract (all zeros if it does not exist).
+  void StatTract(const TractKey& key, uint32_t tract_size, ReadDone done);
+  // Deletes every tract of a blob. Fails with -EBUSY if IO is in flight on it.
+  int DeleteBlob(uint64_t hi, uint64_t lo);
+  // Tracts stored here, for one blob or (hi == lo == 0) all blobs.
+  std::vector<tractproto::TractEntry> ListTracts(uint64_t hi, uint64_t lo);
+
+  const StoreStats& stats() const { return stats_; }
+  const std::string& dir() const { return opts_.dir; }
+
+ private:
+  friend class Tract;
+  TractStore(Loop* loop, Options opts) : loop_(loop), opts_(std::move(opts)) {}
+  // Opens (or with create, creates) a tract. nullptr result with 0 = absent.
+  Result<Tract*> Get(const TractKey& key, uint32_t tract_size, bool create);
+  void MaybeEvict();
+  std::string BlobDir(uint64_t hi, uint64_t lo) const;
+
+  Loop* loop_;
+  Options opts_;
+  int lock_fd_ = -1;
+  StoreStats stats_;
+  std::unordered_map<TractKey, std::unique_ptr<Tract>, TractKeyHash> tracts_;
+  std::list<TractKey> lru_;
+};
+
+}  // namespace flurry::tractstore

@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tractserver/tract_store.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+
+#include "tractserver/tract.h"
+#include "tractserver/tract_format.h"
+
+namespace flurry::tractstore {
+namespace {
+
+constexpr uint32_t kTract = 256 * 1024;
+const TractKey kKey{1, 2, 3};
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char t[] = "/tmp/flurry-store-test-XXXXXX";
+    dir_ = mkdtemp(t);
+    loop_ = std::move(Loop::Create(64).value());
+    Reopen();
+  }
+  void Reopen() {
+    store_.reset();
+    store_ = std::move(TractStore::Open(loop_.get(), {dir_, 8}).value());
+  }
+  void Wait(bool* done) {
+    while (!*done) loop_->RunOnce(1000);
+  }
+  int Write(uint32_t off, const std::vector<uint8_t>& data, uint32_t flags = 0, const TractKey& k = kKey) {
+    AlignedBuffer b(data.size());
+    memcpy(b.data(), data.data(), data.size());
+    bool done = false;
+    int res = 1;
+    store_->Write(k, kTract, off, static_cast<uint32_t>(data.size()), std::move(b), flags,
+                  [&](int r) { res = r; done = true; });
+    Wait(&done);
+    return res;
+  }
+  int Read(uint32_t off, uint32_t len, std::vector<uint8_t>* out, std::vector<uint8_t>* bm = nullptr) {
+    bool done = false;
+    int res = 1;
+    store_->Read(kKey, kTract, off, len, false, [&](int r, TractStore::ReadResult rr) {
+      res = r;
+      if (r == 0) {
+        out->assign(rr.buf.data() + rr.data_off, rr.buf.data() + rr.data_off + len);
+        if (bm) *bm = rr.bitmap;
+      }
+      done = true;
+    });
+    Wait(&done);
+    return res;
+  }
+  int Zero(uint32_t off, uint32_t len, bool keep) {
+    bool done = false;
+    int res = 1;
+    store_->Zero(kKey, kTract, off, len, keep, [&](int r) { res = r; done = true; });
+    Wait(&done);
+    return res;
+  }
+  std::string Base() { return dir_ + "/tracts/00000000000000010000000000000002/3"; }
+
+  std::string dir_;
+  std::unique_ptr<Loop> loop_;
+  std::unique_ptr<TractStore> store_;
+};
+
+std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(seed + i * 7 + (i >> 9));
+  return v;
+}
+
+TEST_F(StoreTest, UnwrittenReadsZeroAndUnallocated) {
+  std::vector<uint8_t> out, bm;
+  ASSERT_EQ(Read(0, 8192, &out, &bm), 0);
+  EXPECT_EQ(out, std::vector<uint8_t>(8192, 0));
+  EXPECT_EQ(bm[0], 0);
+}
+
+TEST_F(StoreTest, AlignedAndUnalignedWritesReadBack) {
+  std::vector<uint8_t> model(kTract, 0);
+  auto a = Pattern(16384, 1);
+  ASSERT_EQ(Write(4096, a), 0);
+  std::copy(a.begin(), a.end(), model.begin() + 4096);
+  auto b = Pattern(5000, 9);  // unaligned both ends: read-modify-write
+  ASSERT_EQ(Write(6000, b), 0);
+  std::copy(b.begin(), b.end(), model.begin() + 6000);
+  auto c = Pattern(100, 77);  // inside one chunk of a hole
+  ASSERT_EQ(Write(100000, c), 0);
+  std::copy(c.begin(), c.end(), model.begin() + 100000);
+  std::vector<uint8_t> out, bm;
+  ASSERT_EQ(Read(0, kTract, &out, &bm), 0);
+  EXPECT_TRUE(out == model);
+  EXPECT_EQ(bm[0], 0b00011110);  // chunks 1..4 allocated
+  EXPECT_EQ(store_->stats().rmw, 2u);
+  Reopen();
+  ASSERT_EQ(Read(0, kTract, &out), 0);
+  EXPECT_TRUE(out == model) << "data must survive a restart";
+}
+
+TEST_F(StoreTest, TrimDeallocatesWholeChunksAndZeroesPartial) {
+  ASSERT_EQ(Write(0, Pattern(32768, 3)), 0);
+  ASSERT_EQ(Zero(2048, 16384, false), 0);  // chunks 1..3 freed, 0 and 4 partly zeroed
+  std::vector<uint8_t> out, bm;
+  ASSERT_EQ(Read(0, 32768, &out, &bm), 0);
+  auto model = Pattern(32768, 3);
+  std::fill(model.begin() + 2048, model.begin() + 2048 + 16384, 0);
+  EXPECT_TRUE(out == model);
+  EXPECT_EQ(bm[0], 0b11110001);
+  ASSERT_EQ(Zero(0, 8192, true), 0);  // NO_HOLE keeps allocation
+  ASSERT_EQ(Read(0, 8192, &out, &bm), 0);
+  EXPECT_EQ(out, std::vector<uint8_t>(8192, 0));
+  EXPECT_EQ(bm[0] & 3, 3);
+}
+
+TEST_F(StoreTest, CorruptionIsAnErrorNeverData) {
+  ASSERT_EQ(Write(0, Pattern(8192, 5)), 0);
+  store_.reset();
+  int fd = open((Base() + ".data").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  uint8_t x = 0xff;
+  ASSERT_EQ(pwrite(fd, &x, 1, 4100), 1);
+  close(fd);
+  Reopen();
+  std::vector<uint8_t> out;
+  EXPECT_EQ(Read(0, 4096, &out), 0);          // chunk 0 is fine
+  EXPECT_EQ(Read(4096, 4096, &out), -EIO);    // chunk 1 fails verification
+  EXPECT_EQ(Read(0, 8192, &out), -EIO);
+  EXPECT_EQ(store_->stats().checksum_errors, 2u);
+}
+
+// Simulates a crash after the new checksum became durable (pending) but
+// before / after the data write, by editing the files as the write path does.
+TEST_F(StoreTest, PendingChunksResolveToOldOrNew) {
+  auto a = Pattern(4096, 11), b = Pattern(4096, 22);
+  ASSERT_EQ(Write(0, a), 0);
+  store_.reset();
+  int mfd = open((Base() + ".meta").c_str(), O_RDWR);
+  ChunkEntry e;
+  ASSERT_EQ(pread(mfd, &e, sizeof e, kMetaHeaderSize), (ssize_t)sizeof e);
+  unsigned next = (e.flags & kChunkCur1) ? 0 : 1;
+  e.sum[next] = Checksum(b.data(), b.size());
+  e.flags |= kChunkPending;
+  SealEntry(&e, 0);
+  ASSERT_EQ(pwrite(mfd, &e, sizeof e, kMetaHeaderSize), (ssize_t)sizeof e);
+  // Case 1: the data write never happened -> old data.
+  Reopen();
+  std::vector<uint8_t> out;
+  ASSERT_EQ(Read(0, 4096, &out), 0);
+  EXPECT_TRUE(out == a);
+  store_.reset();
+  // Case 2: the data write happened but the final entry update was lost -> new data.
+  ASSERT_EQ(pwrite(mfd, &e, sizeof e, kMetaHeaderSize), (ssize_t)sizeof e);
+  int dfd = open((Base() + ".data").c_str(), O_RDWR);
+  ASSERT_EQ(pwrite(dfd, b.data(), 4096, 0), 4096);
+  close(dfd);
+  Reopen();
+  ASSERT_EQ(Read(0, 4096, &out), 0);
+  EXPECT_TRUE(out == b);
+  // And a later write after resolution keeps working across restarts.
+  ASSERT_EQ(Write(0, a), 0);
+  Reopen();
+  ASSERT_EQ(Read(0, 4096, &out), 0);
+  EXPECT_TRUE(out == a);
+  close(mfd);
+}
+
+TEST_F(StoreTest, ConcurrentOverlappingWritesApplyInArrivalOrder) {
+  std::mt19937 rng(42);
+  std::vector<uint8_t> model(kTract, 0);
+  int outstanding = 0, errors = 0;
+  std::vector<std::vector<uint8_t>> keep;
+  for (int i = 0; i < 200; ++i) {
+    uint32_t off = rng() % (kTract - 20000);
+    uint32_t len = 1 + rng() % 20000;
+    auto d = Pattern(len, static_cast<uint8_t>(i));
+    std::copy(d.begin(), d.end(), model.begin() + off);
+    AlignedBuffer b(len);
+    memcpy(b.data(), d.data(), len);
+    outstanding++;
+    store_->Write(kKey, kTract, off, len, std::move(b), 0, [&](int r) { errors += r != 0; outstanding--; });
+  }
+  while (outstanding) loop_->RunOnce(1000);
+  EXPECT_EQ(errors, 0);
+  std::vector<uint8_t> out;
+  ASSERT_EQ(Read(0, kTract, &out), 0);
+  EXPECT_TRUE(out == model);
+}
+
+TEST_F(StoreTest, ManyTractsEvictionListAndDelete) {
+  for (uint64_t t = 0; t < 20; ++t) ASSERT_EQ(Write(0, Pattern(4096, 1), 0, TractKey{1, 2, t}), 0);
+  EXPECT_LE(store_->stats().open_tracts, 8u);
+  auto list = store_->ListTracts(1, 2);
+  EXPECT_EQ(list.size(), 20u);
+  for (auto& e : list) EXPECT_EQ(e.allocated_chunks, 1u);
+  EXPECT_EQ(store_->DeleteBlob(1, 2), 0);
+  EXPECT_TRUE(store_->ListTracts(1, 2).empty());
+}
+
+TEST_F(StoreTest, TractSizeMismatchIsRejected) {
+  ASSERT_EQ(Write(0, Pattern(4096, 1)), 0);
+  bool done = false;
+  int res = 0;
+  AlignedBuffer b(4096);
+  store_->Write(kKey, kTract * 2, 0, 4096, std::move(b), 0, [&](int r) { res = r; done = true; });
+  Wait(&done);
+  EXPECT_EQ(res, -EINVAL);
+}
+
+TEST_F(StoreTest, SecondServerOnSameDirIsRefused) {
+  auto other = TractStore::Open(loop_.get(), {dir_, 8});
+  EXPECT_EQ(other.err(), -EBUSY);
+}
+
+}  // namespace
+}  // namespace flurry::tractstore
