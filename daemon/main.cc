@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// flurry-disk: serves flurry volumes as NBD exports (and FUSE files).
+//
+// Threads: the loop thread runs NBD, the write-mode engines and fdsclient;
+// the main thread owns start-up, the FUSE export's lifetime and signals.
+#include <getopt.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/log.h"
+#include "common/units.h"
+#include "epochs/volume_device.h"
+#include "fdsclient/fds_client.h"
+#include "meta/meta_client.h"
+#include "nbdserver/server.h"
+#ifdef FLURRY_HAVE_FUSE
+#include "daemon/fuse_export.h"
+#endif
+
+using namespace flurry;
+
+namespace {
+void Usage(FILE* f) {
+  fprintf(f,
+          "usage: flurry-disk --meta HOST:PORT --volume NAME [--volume NAME ...] [options]\n"
+          "\n"
+          "Serves flurry volumes as NBD exports named after each volume\n"
+          "(nbd://HOST:PORT/NAME) and optionally as files for losetup (--fuse).\n"
+          "Each volume uses its own write mode (see `flurry volume info`).\n"
+          "\n"
+          "  --meta HOST:PORT     the cluster's flurry-meta (required)\n"
+          "  --volume NAME        a volume to serve (repeatable; the first is the default export)\n"
+          "  --read-only NAME     serve NAME read-only (repeatable)\n"
+          "  --listen HOST:PORT   NBD over TCP (default 127.0.0.1:10809; port 0 = any free port)\n"
+          "  --no-tcp             do not listen on TCP\n"
+          "  --unix PATH          NBD over a unix socket as well\n"
+          "  --fuse DIR           expose each volume as the file DIR/NAME (libfuse3)\n"
+          "  --port-file FILE     write the bound TCP port to FILE once serving\n"
+          "  -v, --verbose        debug logging\n"
+          "  -h, --help           this text\n"
+          "\n"
+          "Prints \"flurry-disk: ready\" on stderr once every export is being served;\n"
+          "SIGTERM or SIGINT finish in-flight IO, close connections and exit 0.\n");
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string meta, listen = "127.0.0.1:10809", unix_path, fuse_dir, port_file;
+  std::vector<std::string> volumes, read_only;
+  bool no_tcp = false;
+  static const option longopts[] = {
+      {"meta", required_argument, nullptr, 'm'},      {"volume", required_argument, nullptr, 'V'},
+      {"read-only", required_argument, nullptr, 'r'}, {"listen", required_argument, nullptr, 'l'},
+      {"no-tcp", no_argument, nullptr, 'T'},          {"unix", required_argument, nullptr, 'u'},
+      {"fuse", required_argument, nullptr, 'f'},      {"port-file", required_argument, nullptr, 'p'},
+      {"verbose", no_argument, nullptr, 'v'},         {"help", no_argument, nullptr, 'h'},
+      {nullptr, 0, nullptr, 0}};
+  int c;
+  while ((c = getopt_long(argc, argv, "vh", longopts, nullptr)) != -1) {
+    switch (c) {
+      case 'm': meta = optarg; break;
+      case 'V': volumes.push_back(optarg); break;
+      case 'r': read_only.push_back(optarg); break;
+      case 'l': listen = optarg; break;
+      case 'T': no_tcp = true; break;
+      case 'u': unix_path = optarg; break;
+      case 'f': fuse_dir = optarg; break;
+      case 'p': port_file = optarg; break;
+      case 'v': SetLogLevel(LogLevel::kDebug); break;
+      case 'h': Usage(stdout); return 0;
+      default: Usage(stderr); return 2;
+    }
+  }
+  for (auto& r : read_only)
+    if (std::find(volumes.begin(), volumes.end(), r) == volumes.end()) volumes.push_back(r);
+  if (meta.empty() || volumes.empty() || optind != argc) { Usage(stderr); return 2; }
+  if (no_tcp && unix_path.empty() && fuse_dir.empty()) {
+    fprintf(stderr, "flurry-disk: --no-tcp needs --unix or --fuse, or nothing would be served\n");
+    return 2;
+  }
+#ifndef FLURRY_HAVE_FUSE
+  if (!fuse_dir.empty()) {
+    fprintf(stderr, "flurry-disk: built without libfuse3; --fuse is unavailable\n");
+    return 2;
+  }
+#endif
+  auto mhp = ParseHostPort(meta);
+  if (!mhp) { fprintf(stderr, "flurry-disk: bad --meta '%s' (want HOST:PORT)\n", meta.c_str()); return 2; }
+  auto lhp = ParseHostPort(listen, true);
+  if (!lhp) { fprintf(stderr, "flurry-disk: bad --listen '%s' (want HOST:PORT)\n", listen.c_str()); return 2; }
+  SetLogPrefix("flurry-disk");
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);  // inherited by every thread
+
+  // Volumes from meta.
+  MetaClient mc(*mhp);
+  std::vector<VolumeInfo> infos;
+  for (const auto& name : volumes) {
+    Status why;
+    auto v = mc.GetVolume(name, &why);
+    if (!v) {
+      fprintf(stderr, "flurry-disk: volume '%s': %s\n", name.c_str(),
+              why.ok() ? "malformed reply from meta" : why.ToString().c_str());
+      return 1;
+    }
+    infos.push_back(*v);
+  }
+
+  auto loop = Loop::Create(1024);
+  if (!loop) { fprintf(stderr, "flurry-disk: io_uring: %s\n", errstr(loop.err()).c_str()); return 1; }
+  Status why;
+  auto fds = FdsClient::Create(loop->get(), {*mhp}, &why);
+  if (!fds) { fprintf(stderr, "flurry-disk: %s\n", why.ToString().c_str()); return 1; }
+  std::vector<std::unique_ptr<BlockDevice>> devices;
+  NbdServer nbd(loop->get(), {});
+  for (const auto& v : infos) {
+    bool ro = std::find(read_only.begin(), read_only.end(), v.name) != read_only.end();
+    auto dev = MakeVolumeDevice(v, fds->get(), ro, &why);
+    if (!dev) { fprintf(stderr, "flurry-disk: %s\n", why.ToString().c_str()); return 1; }
+    nbd.AddExport(v.name, dev->get(), ro);
+    devices.push_back(std::move(*dev));
+  }
+  nbd.SetDefaultExport(infos[0].name);
+  if (!no_tcp) {
+    Status s = nbd.ListenTcp(*lhp);
+    if (!s.ok()) { fprintf(stderr, "flurry-disk: NBD on %s: %s\n", listen.c_str(), s.ToString().c_str()); return 1; }
+  }
+  if (!unix_path.empty()) {
+    Status s = nbd.ListenUnix(unix_path);
+    if (!s.ok()) { fprintf(stderr, "flurry-disk: NBD on %s: %s\n", unix_path.c_str(), s.ToString().c_str()); return 1; }
+  }
+  std::thread loop_thread([&] { (*loop)->Run(); });
+
+#ifdef FLURRY_HAVE_FUSE
+  std::unique_ptr<FuseExport> fuse;
+  if (!fuse_dir.empty()) {
+    std::vector<FuseFile> files;
+    for (size_t i = 0; i < infos.size(); ++i) {
+      bool ro = std::find(read_only.begin(), read_only.end(), infos[i].name) != read_only.end();
+      files.push_back({infos[i].name, devices[i].get(), ro});
+    }
+    auto f = FuseExport::Start(loop->get(), fuse_dir, std::move(files));
+    if (!f) {
+      fprintf(stderr, "flurry-disk: FUSE mount on %s failed: %s (is /dev/fuse present, are you root?)\n",
+              fuse_dir.c_str(), errstr(f.err()).c_str());
+      (*loop)->Stop();
+      loop_thread.join();
+      return 1;
+    }
+    fuse = std::move(*f);
+  }
+#endif
+
+  uint16_t port = nbd.tcp_port();
+  if (!port_file.empty() && !no_tcp) {
+    std::ofstream(port_file + ".tmp") << port << "\n";
+    rename((port_file + ".tmp").c_str(), port_file.c_str());
+  }
+  for (const auto& v : infos) {
+    bool relaxed = v.mode != WriteMode::kWriteThrough;
+    FLOG_INFO("export '%s': %s, R=%u, tract %s, segment %u, block %s, mode %s%s", v.name.c_str(),
+              FormatSize(v.size).c_str(), v.replicas, FormatSize(v.tract_size).c_str(), v.segment_tracts,
+              FormatSize(v.block_size).c_str(), WriteModeName(v.mode),
+              relaxed ? " (FLUSH means prefix consistency, not durability)" : "");
+  }
+  fprintf(stderr, "flurry-disk: ready (nbd://%s:%u/%s%s%s%s%s)\n", lhp->host.c_str(), port, infos[0].name.c_str(),
+          unix_path.empty() ? "" : ", unix ", unix_path.c_str(), fuse_dir.empty() ? "" : ", fuse ",
+          fuse_dir.c_str());
+
+  int sig = 0;
+  sigwait(&mask, &sig);
+  FLOG_INFO("signal %d: finishing in-flight IO and shutting down", sig);
+#ifdef FLURRY_HAVE_FUSE
+  if (fuse) fuse->Stop();
+#endif
+  std::promise<void> stopped;
+  (*loop)->PostFromAnyThread([&] {
+    nbd.Shutdown([&] {
+      (*fds)->Shutdown();
+      stopped.set_value();
+    });
+  });
+  if (stopped.get_future().wait_for(std::chrono::seconds(30)) != std::future_status::ready)
+    FLOG_WARN("in-flight IO did not finish within 30 s; exiting anyway");
+  (*loop)->Stop();
+  loop_thread.join();
+  return 0;
+}

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// StripedBlob: a volume's virtual byte range on top of fdsclient, laid out
+// by a StripeMap. Splits each IO into per-tract pieces (coalesced where a
+// run stays in one tract), issues them all at once, and completes when
+// every piece has (first error wins).
+//
+// Contract: as FdsClient — loop thread only, buffers valid until the
+// callback, callbacks exactly once. Does not order overlapping writes: the
+// write-mode engine above must not issue overlapping writes concurrently.
+// Trim/Zero ranges are split at tract boundaries and tractproto::kMaxIo.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "fdsclient/fds_client.h"
+#include "nbdserver/block_device.h"
+#include "striping/striping.h"
+
+namespace flurry {
+
+class StripedBlob {
+ public:
+  using Done = std::function<void(int res)>;
+  using ExtentsDone = std::function<void(int res, std::vector<BlockExtent> extents)>;
+
+  StripedBlob(FdsClient* fds, BlobRef blob, StripeMap map)
+      : fds_(fds), blob_(blob), map_(std::move(map)) {}
+
+  void Read(uint64_t off, uint64_t len, uint8_t* buf, Done done);
+  void Write(uint64_t off, uint64_t len, const uint8_t* buf, uint32_t flags, Done done);
+  void Zero(uint64_t off, uint64_t len, bool keep_alloc, Done done);
+  // Allocation of a prefix of [off, off+len) (at most max_pieces stripe
+  // pieces), as NBD base:allocation extents at 4 KiB granularity.
+  void Allocation(uint64_t off, uint64_t len, ExtentsDone done, unsigned max_pieces = 64);
+
+  const StripeMap& map() const { return map_; }
+  const BlobRef& blob() const { return blob_; }
+
+ private:
+  FdsClient* fds_;
+  BlobRef blob_;
+  StripeMap map_;
+};
+
+}  // namespace flurry
