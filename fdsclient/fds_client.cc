@@ -281,7 +281,7 @@ void FdsClient::Read(const BlobRef& b, uint64_t tract, uint32_t off, uint32_t le
   op->off = off;
   op->len = len;
   op->rbuf = buf;
-  op->flags = buf ? 0 : kFlagAllocOnly;
+  op->flags = buf ? 0u : static_cast<uint32_t>(kFlagAllocOnly);
   op->to_all = false;
   op->bdone = std::move(done);
   Start(op);
@@ -291,7 +291,7 @@ void FdsClient::Zero(const BlobRef& b, uint64_t tract, uint32_t off, uint32_t le
                      Done done) {
   Op* op = new Op();
   op->opcode = keep_alloc ? kOpZero : kOpTrim;
-  op->flags = keep_alloc ? kFlagNoHole : 0;
+  op->flags = keep_alloc ? static_cast<uint32_t>(kFlagNoHole) : 0u;
   op->blob = b;
   op->tract = tract;
   op->off = off;
