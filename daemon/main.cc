@@ -124,14 +124,14 @@ int main(int argc, char** argv) {
   Status why;
   auto fds = FdsClient::Create(loop->get(), {*mhp}, &why);
   if (!fds) { fprintf(stderr, "flurry-disk: %s\n", why.ToString().c_str()); return 1; }
-  std::vector<std::unique_ptr<BlockDevice>> devices;
+  std::vector<Volume> devices;
   NbdServer nbd(loop->get(), {});
   for (const auto& v : infos) {
     bool ro = std::find(read_only.begin(), read_only.end(), v.name) != read_only.end();
-    auto dev = MakeVolumeDevice(v, fds->get(), ro, &why);
-    if (!dev) { fprintf(stderr, "flurry-disk: %s\n", why.ToString().c_str()); return 1; }
-    nbd.AddExport(v.name, dev->get(), ro);
-    devices.push_back(std::move(*dev));
+    auto vol = MakeVolume(v, fds->get(), ro, &why);
+    if (!vol) { fprintf(stderr, "flurry-disk: %s\n", why.ToString().c_str()); return 1; }
+    nbd.AddExport(v.name, vol->device.get(), ro);
+    devices.push_back(std::move(*vol));
   }
   nbd.SetDefaultExport(infos[0].name);
   if (!no_tcp) {
@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
     std::vector<FuseFile> files;
     for (size_t i = 0; i < infos.size(); ++i) {
       bool ro = std::find(read_only.begin(), read_only.end(), infos[i].name) != read_only.end();
-      files.push_back({infos[i].name, devices[i].get(), ro});
+      files.push_back({infos[i].name, devices[i].device.get(), ro});
     }
     auto f = FuseExport::Start(loop->get(), fuse_dir, std::move(files));
     if (!f) {

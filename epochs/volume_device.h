@@ -29,7 +29,8 @@ struct VolumeCounters {
 
 class WriteThroughDevice : public BlockDevice {
  public:
-  WriteThroughDevice(const VolumeInfo& vol, StripedBlob blob, bool read_only);
+  // Does not own blob.
+  WriteThroughDevice(const VolumeInfo& vol, BlobIo* blob, bool read_only);
   const BlockDeviceInfo& info() const override { return info_; }
   void Read(uint64_t off, uint32_t len, uint8_t* buf, Done done) override;
   void Write(uint64_t off, uint32_t len, const uint8_t* buf, bool fua, Done done) override;
@@ -43,13 +44,17 @@ class WriteThroughDevice : public BlockDevice {
   // Runs op under the range lock; op gets a completion to call when done.
   void Locked(uint64_t off, uint64_t len, std::function<void(Done)> op, Done done);
   BlockDeviceInfo info_;
-  StripedBlob blob_;
+  BlobIo* blob_;
   RangeLock lock_;
   VolumeCounters counters_;
 };
 
-// The engine for vol.mode, or an error saying why not.
-Result<std::unique_ptr<BlockDevice>> MakeVolumeDevice(const VolumeInfo& vol, FdsClient* fds,
-                                                      bool read_only, Status* why);
+// A volume served by the engine of vol.mode, owning its blob IO.
+struct Volume {
+  std::unique_ptr<BlobIo> blob;
+  std::unique_ptr<BlockDevice> device;
+};
+// The engine for vol.mode over the volume's striped blob, or why not.
+Result<Volume> MakeVolume(const VolumeInfo& vol, FdsClient* fds, bool read_only, Status* why);
 
 }  // namespace flurry

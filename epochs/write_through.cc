@@ -5,8 +5,8 @@
 
 namespace flurry {
 
-WriteThroughDevice::WriteThroughDevice(const VolumeInfo& vol, StripedBlob blob, bool read_only)
-    : blob_(std::move(blob)) {
+WriteThroughDevice::WriteThroughDevice(const VolumeInfo& vol, BlobIo* blob, bool read_only)
+    : blob_(blob) {
   info_.size = vol.size;
   info_.min_block = 1;
   info_.preferred_block = 4096;
@@ -30,7 +30,7 @@ void WriteThroughDevice::Locked(uint64_t off, uint64_t len, std::function<void(D
 void WriteThroughDevice::Read(uint64_t off, uint32_t len, uint8_t* buf, Done done) {
   counters_.reads++;
   counters_.bytes_read += len;
-  blob_.Read(off, len, buf, [this, done = std::move(done)](int res) {
+  blob_->Read(off, len, buf, [this, done = std::move(done)](int res) {
     if (res < 0) counters_.errors++;
     done(res);
   });
@@ -40,7 +40,7 @@ void WriteThroughDevice::Write(uint64_t off, uint32_t len, const uint8_t* buf, b
   if (info_.read_only) return done(-EROFS);
   counters_.writes++;
   counters_.bytes_written += len;
-  Locked(off, len, [this, off, len, buf](Done d) { blob_.Write(off, len, buf, 0, std::move(d)); },
+  Locked(off, len, [this, off, len, buf](Done d) { blob_->Write(off, len, buf, std::move(d)); },
          std::move(done));
 }
 
@@ -53,7 +53,7 @@ void WriteThroughDevice::Flush(Done done) {
 void WriteThroughDevice::Trim(uint64_t off, uint32_t len, Done done) {
   if (info_.read_only) return done(-EROFS);
   counters_.trims++;
-  Locked(off, len, [this, off, len](Done d) { blob_.Zero(off, len, false, std::move(d)); },
+  Locked(off, len, [this, off, len](Done d) { blob_->Zero(off, len, false, std::move(d)); },
          std::move(done));
 }
 
@@ -61,37 +61,37 @@ void WriteThroughDevice::Zero(uint64_t off, uint32_t len, bool may_trim, bool, D
   if (info_.read_only) return done(-EROFS);
   counters_.zeroes++;
   // Both forms are fast here: deallocation, or zero-fill on the servers.
-  Locked(off, len, [this, off, len, may_trim](Done d) { blob_.Zero(off, len, !may_trim, std::move(d)); },
+  Locked(off, len, [this, off, len, may_trim](Done d) { blob_->Zero(off, len, !may_trim, std::move(d)); },
          std::move(done));
 }
 
 void WriteThroughDevice::BlockStatus(uint64_t off, uint32_t len, ExtentsDone done) {
-  blob_.Allocation(off, len, std::move(done));
+  blob_->Allocation(off, len, std::move(done));
 }
 
-Result<std::unique_ptr<BlockDevice>> MakeVolumeDevice(const VolumeInfo& vol, FdsClient* fds,
-                                                      bool read_only, Status* why) {
-  using R = Result<std::unique_ptr<BlockDevice>>;
+Result<Volume> MakeVolume(const VolumeInfo& vol, FdsClient* fds, bool read_only, Status* why) {
   StripeParams p{vol.size, vol.tract_size, vol.segment_tracts, vol.block_size};
   auto map = StripeMap::Create(p);
   if (!map) {
     *why = StripeMap::Check(p);
-    return R::error(-EINVAL);
+    return Result<Volume>::error(-EINVAL);
   }
   BlobRef ref{vol.blob_hi, vol.blob_lo, vol.tract_size, vol.replicas};
+  Volume v;
+  v.blob = std::make_unique<StripedBlob>(fds, ref, std::move(*map));
   switch (vol.mode) {
     case WriteMode::kWriteThrough:
-      return std::unique_ptr<BlockDevice>(
-          new WriteThroughDevice(vol, StripedBlob(fds, ref, std::move(*map)), read_only));
+      v.device = std::make_unique<WriteThroughDevice>(vol, v.blob.get(), read_only);
+      return v;
     case WriteMode::kFastAck:
     case WriteMode::kLog:
       *why = Status::Error(-EOPNOTSUPP, std::string("volume '") + vol.name + "' uses write mode " +
                                             WriteModeName(vol.mode) +
                                             ", which this flurry-disk does not implement yet; "
                                             "use a write-through volume");
-      return R::error(-EOPNOTSUPP);
+      return Result<Volume>::error(-EOPNOTSUPP);
   }
-  return R::error(-EINVAL);
+  return Result<Volume>::error(-EINVAL);
 }
 
 }  // namespace flurry

@@ -45,13 +45,13 @@ void StripedBlob::Read(uint64_t off, uint64_t len, uint8_t* buf, Done done) {
   j->Arrive(r < 0 ? r : 0);
 }
 
-void StripedBlob::Write(uint64_t off, uint64_t len, const uint8_t* buf, uint32_t flags, Done done) {
+void StripedBlob::Write(uint64_t off, uint64_t len, const uint8_t* buf, Done done) {
   auto j = std::make_shared<Join>();
   j->done = std::move(done);
   int r = ForEachIo(map_, off, len, [&](const StripePiece& p) {
     j->pending++;
     fds_->Write(blob_, p.tract, static_cast<uint32_t>(p.tract_off), static_cast<uint32_t>(p.length),
-                buf + p.buf_off, flags, [j](int res) { j->Arrive(res); });
+                buf + p.buf_off, 0, [j](int res) { j->Arrive(res); });
   });
   j->Arrive(r < 0 ? r : 0);
 }
@@ -81,7 +81,8 @@ void StripedBlob::Zero(uint64_t off, uint64_t len, bool keep_alloc, Done done) {
   j->Arrive(0);
 }
 
-void StripedBlob::Allocation(uint64_t off, uint64_t len, ExtentsDone done, unsigned max_pieces) {
+void StripedBlob::Allocation(uint64_t off, uint64_t len, ExtentsDone done) {
+  constexpr unsigned max_pieces = 64;
   // Collect up to max_pieces pieces, ask each tract for its bitmap, then
   // stitch extents together in virtual order.
   struct Piece {

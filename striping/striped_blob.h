@@ -15,26 +15,25 @@
 #include <functional>
 #include <vector>
 
+#include "epochs/blob_io.h"
 #include "fdsclient/fds_client.h"
-#include "nbdserver/block_device.h"
 #include "striping/striping.h"
 
 namespace flurry {
 
-class StripedBlob {
+class StripedBlob : public BlobIo {
  public:
-  using Done = std::function<void(int res)>;
-  using ExtentsDone = std::function<void(int res, std::vector<BlockExtent> extents)>;
 
   StripedBlob(FdsClient* fds, BlobRef blob, StripeMap map)
       : fds_(fds), blob_(blob), map_(std::move(map)) {}
 
-  void Read(uint64_t off, uint64_t len, uint8_t* buf, Done done);
-  void Write(uint64_t off, uint64_t len, const uint8_t* buf, uint32_t flags, Done done);
-  void Zero(uint64_t off, uint64_t len, bool keep_alloc, Done done);
-  // Allocation of a prefix of [off, off+len) (at most max_pieces stripe
-  // pieces), as NBD base:allocation extents at 4 KiB granularity.
-  void Allocation(uint64_t off, uint64_t len, ExtentsDone done, unsigned max_pieces = 64);
+  uint64_t size() const override { return map_.volume_size(); }
+  void Read(uint64_t off, uint64_t len, uint8_t* buf, Done done) override;
+  void Write(uint64_t off, uint64_t len, const uint8_t* buf, Done done) override;
+  void Zero(uint64_t off, uint64_t len, bool keep_alloc, Done done) override;
+  // Allocation of a prefix of [off, off+len) (at most 64 stripe pieces), as
+  // NBD base:allocation extents at 4 KiB granularity.
+  void Allocation(uint64_t off, uint64_t len, ExtentsDone done) override;
 
   const StripeMap& map() const { return map_; }
   const BlobRef& blob() const { return blob_; }
