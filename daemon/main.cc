@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <fstream>
 #include <future>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -128,7 +129,10 @@ int main(int argc, char** argv) {
   NbdServer nbd(loop->get(), {});
   for (const auto& v : infos) {
     bool ro = std::find(read_only.begin(), read_only.end(), v.name) != read_only.end();
-    auto vol = MakeVolume(v, fds->get(), ro, &why);
+    EngineOptions eo;
+    eo.loop = loop->get();
+    eo.read_only = ro;
+    auto vol = MakeVolume(v, fds->get(), eo, &why);
     if (!vol) { fprintf(stderr, "flurry-disk: %s\n", why.ToString().c_str()); return 1; }
     nbd.AddExport(v.name, vol->device.get(), ro);
     devices.push_back(std::move(*vol));
@@ -143,6 +147,25 @@ int main(int argc, char** argv) {
     if (!s.ok()) { fprintf(stderr, "flurry-disk: NBD on %s: %s\n", unix_path.c_str(), s.ToString().c_str()); return 1; }
   }
   std::thread loop_thread([&] { (*loop)->Run(); });
+
+  // Open (and, for log mode, recover) every engine before serving.
+  for (size_t i = 0; i < devices.size(); ++i) {
+    std::promise<int> opened;
+    uint64_t t0 = Loop::NowNs();
+    (*loop)->PostFromAnyThread([&] { devices[i].device->Open([&](int r) { opened.set_value(r); }); });
+    int r = opened.get_future().get();
+    if (r < 0) {
+      fprintf(stderr, "flurry-disk: volume '%s' could not be opened: %s\n", infos[i].name.c_str(),
+              errstr(r).c_str());
+      (*loop)->Stop();
+      loop_thread.join();
+      return 1;
+    }
+    std::string rep = devices[i].device->recovery_report();
+    if (!rep.empty())
+      FLOG_INFO("volume '%s' recovered in %.1f ms: %s", infos[i].name.c_str(),
+                (Loop::NowNs() - t0) / 1e6, rep.c_str());
+  }
 
 #ifdef FLURRY_HAVE_FUSE
   std::unique_ptr<FuseExport> fuse;
@@ -189,8 +212,17 @@ int main(int argc, char** argv) {
   std::promise<void> stopped;
   (*loop)->PostFromAnyThread([&] {
     nbd.Shutdown([&] {
-      (*fds)->Shutdown();
-      stopped.set_value();
+      // Make everything acknowledged durable (fast-ack/log buffer writes).
+      auto left = std::make_shared<size_t>(devices.size());
+      for (auto& d : devices) {
+        d.device->Quiesce([&, left](int r) {
+          if (r < 0) FLOG_ERROR("quiesce failed: %s", errstr(r).c_str());
+          if (--*left == 0) {
+            (*fds)->Shutdown();
+            stopped.set_value();
+          }
+        });
+      }
     });
   });
   if (stopped.get_future().wait_for(std::chrono::seconds(30)) != std::future_status::ready)

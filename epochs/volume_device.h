@@ -1,20 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // Volume devices: a flurry volume as a BlockDevice, one class per write
-// mode (DESIGN.md "Write modes"). MakeVolumeDevice() is the seam where the
-// daemon picks the engine from the volume's mode.
+// mode (DESIGN.md "Write modes"). MakeEngine() (engine.h) is the seam where
+// the daemon and the crash harness pick the engine from the volume's mode.
 //
 // write-through (implemented): a write completes when every replica of
 // every piece is durable; Flush() therefore completes at once (every
 // completed write is already durable on all replicas) and FUA is free.
 // Overlapping writes are serialised in arrival order (RangeLock).
 //
-// fast-ack and log: not implemented yet (issue "Flush epochs ...");
-// MakeVolumeDevice() refuses them with -EOPNOTSUPP and a clear message.
+// fast-ack: epochs/fast_ack.h. log: epochs/log_device.h.
 #pragma once
 
 #include <memory>
 
+#include "epochs/engine.h"
 #include "epochs/range_lock.h"
 #include "meta/meta_types.h"
 #include "nbdserver/block_device.h"
@@ -27,7 +27,7 @@ struct VolumeCounters {
   uint64_t bytes_read = 0, bytes_written = 0, errors = 0, overlap_waits = 0;
 };
 
-class WriteThroughDevice : public BlockDevice {
+class WriteThroughDevice : public Engine {
  public:
   // Does not own blob.
   WriteThroughDevice(const VolumeInfo& vol, BlobIo* blob, bool read_only);
@@ -38,6 +38,8 @@ class WriteThroughDevice : public BlockDevice {
   void Trim(uint64_t off, uint32_t len, Done done) override;
   void Zero(uint64_t off, uint32_t len, bool may_trim, bool fast_only, Done done) override;
   void BlockStatus(uint64_t off, uint32_t len, ExtentsDone done) override;
+  void Quiesce(Done done) override { done(0); }  // nothing is ever buffered
+  std::string CountersText() const override;
   const VolumeCounters& counters() const { return counters_; }
 
  private:
@@ -52,9 +54,10 @@ class WriteThroughDevice : public BlockDevice {
 // A volume served by the engine of vol.mode, owning its blob IO.
 struct Volume {
   std::unique_ptr<BlobIo> blob;
-  std::unique_ptr<BlockDevice> device;
+  std::unique_ptr<Engine> device;
 };
 // The engine for vol.mode over the volume's striped blob, or why not.
-Result<Volume> MakeVolume(const VolumeInfo& vol, FdsClient* fds, bool read_only, Status* why);
+Result<Volume> MakeVolume(const VolumeInfo& vol, FdsClient* fds, const EngineOptions& opts,
+                          Status* why);
 
 }  // namespace flurry

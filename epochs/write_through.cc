@@ -69,29 +69,19 @@ void WriteThroughDevice::BlockStatus(uint64_t off, uint32_t len, ExtentsDone don
   blob_->Allocation(off, len, std::move(done));
 }
 
-Result<Volume> MakeVolume(const VolumeInfo& vol, FdsClient* fds, bool read_only, Status* why) {
-  StripeParams p{vol.size, vol.tract_size, vol.segment_tracts, vol.block_size};
-  auto map = StripeMap::Create(p);
-  if (!map) {
-    *why = StripeMap::Check(p);
-    return Result<Volume>::error(-EINVAL);
-  }
-  BlobRef ref{vol.blob_hi, vol.blob_lo, vol.tract_size, vol.replicas};
-  Volume v;
-  v.blob = std::make_unique<StripedBlob>(fds, ref, std::move(*map));
-  switch (vol.mode) {
-    case WriteMode::kWriteThrough:
-      v.device = std::make_unique<WriteThroughDevice>(vol, v.blob.get(), read_only);
-      return v;
-    case WriteMode::kFastAck:
-    case WriteMode::kLog:
-      *why = Status::Error(-EOPNOTSUPP, std::string("volume '") + vol.name + "' uses write mode " +
-                                            WriteModeName(vol.mode) +
-                                            ", which this flurry-disk does not implement yet; "
-                                            "use a write-through volume");
-      return Result<Volume>::error(-EOPNOTSUPP);
-  }
-  return Result<Volume>::error(-EINVAL);
+std::string WriteThroughDevice::CountersText() const {
+  const VolumeCounters& c = counters_;
+  std::string t;
+  auto kv = [&](const char* k, uint64_t v) { t += std::string(k) + "=" + std::to_string(v) + "\n"; };
+  kv("reads", c.reads);
+  kv("writes", c.writes);
+  kv("flushes", c.flushes);
+  kv("trims", c.trims);
+  kv("zeroes", c.zeroes);
+  kv("bytes_read", c.bytes_read);
+  kv("bytes_written", c.bytes_written);
+  kv("errors", c.errors);
+  return t;
 }
 
 }  // namespace flurry

@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "epochs/engine.h"
+
+#include "epochs/volume_device.h"
+#include "striping/striped_blob.h"
+
+namespace flurry {
+
+uint64_t EngineBlobSize(const VolumeInfo& vol) {
+  return vol.size;
+}
+
+Result<std::unique_ptr<Engine>> MakeEngine(const VolumeInfo& vol, BlobIo* blob,
+                                           const EngineOptions& opts, Status* why) {
+  using R = Result<std::unique_ptr<Engine>>;
+  switch (vol.mode) {
+    case WriteMode::kWriteThrough:
+      return std::unique_ptr<Engine>(new WriteThroughDevice(vol, blob, opts.read_only));
+    case WriteMode::kFastAck:
+    case WriteMode::kLog:
+      break;
+  }
+  *why = Status::Error(-EOPNOTSUPP, std::string("volume '") + vol.name + "' uses write mode " +
+                                        WriteModeName(vol.mode) +
+                                        ", which this flurry-disk does not implement yet");
+  return R::error(-EOPNOTSUPP);
+}
+
+Result<Volume> MakeVolume(const VolumeInfo& vol, FdsClient* fds, const EngineOptions& opts,
+                          Status* why) {
+  StripeParams p{EngineBlobSize(vol), vol.tract_size, vol.segment_tracts, vol.block_size};
+  auto map = StripeMap::Create(p);
+  if (!map) {
+    *why = StripeMap::Check(p);
+    return Result<Volume>::error(-EINVAL);
+  }
+  BlobRef ref{vol.blob_hi, vol.blob_lo, vol.tract_size, vol.replicas};
+  Volume v;
+  v.blob = std::make_unique<StripedBlob>(fds, ref, std::move(*map));
+  auto e = MakeEngine(vol, v.blob.get(), opts, why);
+  if (!e) return Result<Volume>::error(e.err());
+  v.device = std::move(*e);
+  return v;
+}
+
+}  // namespace flurry
