@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "epochs/engine.h"
 
+#include "epochs/fast_ack.h"
 #include "epochs/volume_device.h"
 #include "striping/striped_blob.h"
 
@@ -17,6 +18,7 @@ Result<std::unique_ptr<Engine>> MakeEngine(const VolumeInfo& vol, BlobIo* blob,
     case WriteMode::kWriteThrough:
       return std::unique_ptr<Engine>(new WriteThroughDevice(vol, blob, opts.read_only));
     case WriteMode::kFastAck:
+      return std::unique_ptr<Engine>(new FastAckDevice(vol, blob, opts));
     case WriteMode::kLog:
       break;
   }
