@@ -110,6 +110,7 @@ StatusOr<pid_t> SpawnDaemon(const std::vector<std::string>& argv, const std::str
   if (pid == 0) {
     close(errpipe[0]);
     setsid();
+    if (chdir("/") < 0) {}  // pin no mount point; every path passed is absolute
     ExecChild(argv, null, log, false, errpipe[1]);
   }
   int fork_errno = errno;

@@ -30,8 +30,9 @@ namespace flurry::cli {
 // tools/cli/flurry (../../meta/, ../../tractserver/, ../../daemon/).
 StatusOr<std::string> FindBinary(const std::string& name);
 
-// Starts argv (argv[0] an absolute path) as a daemon, appending its output
-// to log_file and writing its pid to pid_file.
+// Starts argv as a daemon, appending its output to log_file and writing its
+// pid to pid_file. It runs in / (so it pins no mount point): every path in
+// argv must be absolute.
 StatusOr<pid_t> SpawnDaemon(const std::vector<std::string>& argv, const std::string& log_file,
                             const std::string& pid_file);
 

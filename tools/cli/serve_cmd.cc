@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 
 #include "meta/meta_client.h"
@@ -66,8 +67,11 @@ int Serve(const Args& a) {
   std::vector<std::string> args;
   for (const auto& v : vols) args.insert(args.end(), {"--volume", v});
   for (const auto& r : a.GetAll("read-only")) args.insert(args.end(), {"--read-only", r});
-  for (const char* f : {"listen", "unix", "fuse"})
-    if (a.Has(f)) args.insert(args.end(), {std::string("--") + f, a.Get(f)});
+  if (a.Has("listen")) args.insert(args.end(), {"--listen", a.Get("listen")});
+  for (const char* f : {"unix", "fuse"}) {  // absolute: a daemon runs in /
+    std::error_code ec;
+    if (a.Has(f)) args.insert(args.end(), {std::string("--") + f, std::filesystem::absolute(a.Get(f), ec).string()});
+  }
 
   if (!a.Has("daemon")) {
     auto bin = FindBinary("flurry-disk");
