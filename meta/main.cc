@@ -123,6 +123,12 @@ int main(int argc, char** argv) {
       state->CheckHeartbeats();
     }
   }).detach();
+  std::thread([state] {
+    for (;;) {
+      sleep(1);
+      state->RepairOnce();
+    }
+  }).detach();
   for (;;) {
     int fd = accept4(*lfd, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) {

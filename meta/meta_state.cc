@@ -16,6 +16,7 @@
 #include "common/checksum.h"
 #include "common/log.h"
 #include "common/units.h"
+#include "meta/tract_sync_client.h"
 
 namespace flurry {
 namespace {
@@ -269,7 +270,11 @@ std::string MetaState::Handle(const std::string& line) {
   if (cmd == "STATUS") {
     size_t up = 0;
     for (auto& [id, s] : servers_) up += !s.dead;
+    size_t recovering = 0;
+    for (auto& r : rows_) for (auto& e : r) recovering += e.second;
     return Ok({"servers " + std::to_string(servers_.size()) + " up " + std::to_string(up),
+               "recovering_entries " + std::to_string(recovering) + " repaired " +
+                   std::to_string(repaired_entries_) + " bytes " + std::to_string(repaired_bytes_),
                "tlt_version " + std::to_string(tlt_version_) + " rows " + std::to_string(rows_.size()),
                "volumes " + std::to_string(volumes_.size())});
   }
@@ -343,6 +348,93 @@ std::string MetaState::CmdVolume(const std::vector<std::string>& w) {
     return Ok({v->Serialize()});
   }
   return Err(-EINVAL, "unknown VOLUME subcommand '" + sub + "'");
+}
+
+
+int MetaState::RepairOnce() {
+  struct Job {
+    size_t row, idx;
+    std::string target_uuid, target_addr;
+    std::vector<std::string> sources;
+  };
+  std::vector<Job> jobs;
+  size_t nrows;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    nrows = rows_.size();
+    for (size_t r = 0; r < rows_.size(); ++r) {
+      for (size_t i = 0; i < rows_[r].size(); ++i) {
+        auto [uuid, rec] = rows_[r][i];
+        if (!rec) continue;
+        auto t = servers_.find(uuid);
+        if (t == servers_.end() || t->second.dead) continue;
+        Job j{r, i, uuid, t->second.addr, {}};
+        for (auto& [u2, rec2] : rows_[r]) {
+          auto s = servers_.find(u2);
+          if (!rec2 && s != servers_.end() && !s->second.dead) j.sources.push_back(s->second.addr);
+        }
+        jobs.push_back(std::move(j));
+      }
+    }
+  }
+  if (jobs.empty()) return 0;
+  // One listing per source server, shared by every job.
+  std::map<std::string, std::vector<tractproto::TractEntry>> listings;
+  int completed = 0;
+  for (const Job& j : jobs) {
+    TractSyncClient dst(j.target_addr);
+    uint64_t tracts = 0, bytes = 0;
+    bool ok = true;
+    for (const std::string& src_addr : j.sources) {
+      TractSyncClient src(src_addr);
+      if (!listings.count(src_addr)) {
+        auto l = src.ListTracts();
+        if (!l) { ok = false; break; }
+        listings[src_addr] = std::move(*l);
+      }
+      for (const auto& t : listings[src_addr]) {
+        if (Tlt::RowFor(t.blob_hi, t.blob_lo, t.tract, nrows) != j.row || t.allocated_chunks == 0) continue;
+        auto bm = src.StatTract(t);
+        if (!bm) { ok = false; break; }
+        uint32_t n = t.tract_size / tractproto::kChunkSize;
+        auto alloc = [&](uint32_t c) { return c < n && ((*bm)[c / 8] >> (c % 8) & 1); };
+        for (uint32_t c = 0; c < n && ok;) {
+          if (!alloc(c)) { ++c; continue; }
+          uint32_t e = c;
+          while (e < n && alloc(e) && (e - c) * tractproto::kChunkSize < tractproto::kMaxIo) ++e;
+          uint32_t off = c * tractproto::kChunkSize, len = (e - c) * tractproto::kChunkSize;
+          auto data = src.Read(t, off, len);
+          int w = data ? dst.Write(t, off, *data, tractproto::kFlagFill) : data.err();
+          if (w < 0) {
+            FLOG_WARN("re-replication of row %zu to %s: %s", j.row, j.target_addr.c_str(), errstr(w).c_str());
+            ok = false;
+          }
+          bytes += len;
+          c = e;
+        }
+        if (!ok) break;
+        tracts++;
+      }
+      if (!ok) break;
+    }
+    if (!ok) continue;  // try again on the next pass
+    std::lock_guard<std::mutex> g(mu_);
+    if (rows_.size() != nrows || j.idx >= rows_[j.row].size() ||
+        rows_[j.row][j.idx] != std::make_pair(j.target_uuid, true))
+      continue;  // the TLT changed meanwhile; the next pass sees the new state
+    rows_[j.row][j.idx].second = false;
+    tlt_version_++;
+    repaired_entries_++;
+    repaired_bytes_ += bytes;
+    completed++;
+    size_t left = 0;
+    for (auto& r : rows_) for (auto& e : r) left += e.second;
+    FLOG_INFO("re-replicated row %zu to %s: %llu tracts, %s; TLT v%llu; %zu entries still recovering",
+              j.row, j.target_addr.c_str(), (unsigned long long)tracts, FormatSize(bytes).c_str(),
+              (unsigned long long)tlt_version_, left);
+    (void)Save();
+  }
+  return completed;
 }
 
 }  // namespace flurry

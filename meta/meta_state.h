@@ -39,6 +39,12 @@ class MetaState {
   std::string Handle(const std::string& line);
   // Marks servers dead whose heartbeats stopped; called periodically.
   void CheckHeartbeats();
+  // Re-replication: refills every recovering TLT entry from a healthy
+  // replica of its row (FILL writes: chunks the target already has are kept,
+  // so concurrent client writes win), then clears the flag and bumps the
+  // TLT version. Blocking; called periodically from its own thread. Returns
+  // the number of entries completed.
+  int RepairOnce();
 
  private:
   struct Server {
@@ -62,6 +68,7 @@ class MetaState {
   std::vector<std::vector<std::pair<std::string, bool>>> rows_;  // (uuid, recovering)
   std::map<std::string, VolumeInfo> volumes_;
   uint64_t next_blob_ = 1;
+  uint64_t repaired_entries_ = 0, repaired_bytes_ = 0;
 };
 
 }  // namespace flurry

@@ -104,10 +104,10 @@ Status ValidateVolume(const VolumeInfo& v) {
   return Status::Ok();
 }
 
-size_t Tlt::RowOf(uint64_t blob_hi, uint64_t blob_lo, uint64_t tract) const {
+size_t Tlt::RowFor(uint64_t blob_hi, uint64_t blob_lo, uint64_t tract, size_t nrows) {
   uint64_t k[2] = {blob_hi, blob_lo};
   uint64_t h = Checksum(k, sizeof k);
-  return static_cast<size_t>((h + tract) % rows.size());
+  return static_cast<size_t>((h + tract) % nrows);
 }
 
 }  // namespace flurry

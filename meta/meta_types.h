@@ -46,7 +46,10 @@ struct Tlt {
   uint64_t version = 0;
   std::vector<std::vector<TltEntry>> rows;
   // Row of tract n of a blob: (hash(blob) + n) mod L.
-  size_t RowOf(uint64_t blob_hi, uint64_t blob_lo, uint64_t tract) const;
+  size_t RowOf(uint64_t blob_hi, uint64_t blob_lo, uint64_t tract) const {
+    return RowFor(blob_hi, blob_lo, tract, rows.size());
+  }
+  static size_t RowFor(uint64_t blob_hi, uint64_t blob_lo, uint64_t tract, size_t nrows);
 };
 
 }  // namespace flurry
