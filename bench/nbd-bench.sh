@@ -51,7 +51,7 @@ BUILD=$REPO/build
 RUNTIME=8 SIZE=1g FILE_SIZE=2g REPEAT=1 SERVERS=4 DELAY_US=0
 TARGETS=r1,r2,qemu-nbd,nbdkit
 JOBS=randread4k,randwrite4k,read1m,write1m,fsync4k
-VOLUME_OPTS= WORKPARENT=${TMPDIR:-/var/tmp} OUT= KEEP=0
+VOLUME_OPTS='' WORKPARENT=${TMPDIR:-/var/tmp} OUT='' KEEP=0
 
 usage() { sed -n '4,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 die() { echo "nbd-bench: $*" >&2; exit 1; }
@@ -280,7 +280,7 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
   for t in "${TARGET_LIST[@]}"; do
     target_start "$t"
     data=$t
-    [[ $t == qemu-nbd || $t == nbdkit ]] && data=file  # they share disk.img
+    [[ $t == qemu-nbd || $t == nbdkit ]] && data="file"  # they share disk.img
     # Reads first (over prefilled data), then writes.
     for j in randread4k read1m randwrite4k write1m fsync4k; do
       [[ ",$JOBS," == *",$j,"* ]] || continue

@@ -10,6 +10,7 @@
 # - Independence: random images copied to both read-write exports at once
 #   read back identical; trimming all of one leaves the other intact.
 #   usage: exports.sh FLURRY_META FLURRY_TRACTSERVER FLURRY_DISK
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fl_init "$@"
 fl_need_tools nbdinfo nbdcopy qemu-io python3 cmp

@@ -8,6 +8,7 @@
 # A second fio process then re-reads everything (--verify_only). As a
 # control, 4 KiB are zeroed and verify_only must then fail.
 #   usage: fio_verify.sh FLURRY_META FLURRY_TRACTSERVER FLURRY_DISK
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fl_init "$@"
 fl_need_tools fio qemu-io

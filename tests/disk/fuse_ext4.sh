@@ -7,6 +7,7 @@
 # fsck.ext4 -fn must be clean; remount, every checksum must still match.
 # Skips (77) without root, /dev/fuse or a free loop device.
 #   usage: fuse_ext4.sh FLURRY_META FLURRY_TRACTSERVER FLURRY_DISK
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fl_init "$@"
 fl_need_fuse_loop

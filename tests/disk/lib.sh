@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=bash
 #
 # lib.sh: shared helpers for the flurry-disk end-to-end tests (tests/disk).
 #
@@ -204,6 +205,7 @@ FL_TS_PIDS=()
 FL_META_PID=
 FL_CLUSTER_RUNS=0
 
+# shellcheck disable=SC2120  # options are optional
 fl_cluster_start() {
   local hb=5000 servers=4 delay=0 i
   while [[ $# -gt 0 ]]; do

@@ -11,6 +11,7 @@
 # - nbdcopy: a random image in over TCP, out over the unix socket and out
 #   with 4 connections, byte-identical (cmp).
 #   usage: nbd_tools.sh FLURRY_META FLURRY_TRACTSERVER FLURRY_DISK
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fl_init "$@"
 fl_need_tools nbdinfo nbdcopy qemu-io cmp awk
@@ -55,8 +56,8 @@ list=$(nbdinfo --list "nbd+unix:///?socket=$T/nbd.sock")
 
 fl_step "nbdinfo --map: a new volume is one hole"
 map
-[[ $(wc -l <"$T/map.txt") -eq 1 ]] && want_extent 0 hole,zero "new volume" \
-  || { cat "$T/map.txt"; fl_fail "new volume is not one hole"; }
+[[ $(wc -l <"$T/map.txt") -eq 1 ]] || { cat "$T/map.txt"; fl_fail "new volume is not one extent"; }
+want_extent 0 hole,zero "new volume"
 
 fl_step "nbdcopy: random image (16M data, 16M hole, 8M data) in over TCP"
 head -c $((16 * M)) /dev/urandom >"$T/src.img"
@@ -103,8 +104,8 @@ qemu-io -f raw -c "read -P 0 $M $((2 * M))" -c "read -P 0 $((5 * M)) 4095" -c "r
 nbdcopy "$URI" "$T/after.img"
 for r in "0 $M" "$((3 * M)) $((2 * M))" "$((5 * M + 4095)) $((M - 4095))" "$((6 * M + 6000)) $((2 * M - 6000))" \
     "$((10 * M)) $((6 * M))" "$((32 * M)) $((8 * M))"; do
-  set -- $r
-  cmp -n "$2" -i "$1:$1" "$T/src.img" "$T/after.img" || fl_fail "bytes [$1, +$2) changed"
+  read -r off len <<<"$r"
+  cmp -n "$len" -i "$off:$off" "$T/src.img" "$T/after.img" || fl_fail "bytes [$off, +$len) changed"
 done
 
 fl_disk_stop

@@ -12,6 +12,7 @@
 #    volume, then `qemu-img compare` must report identical; a control
 #    change of one byte must make it report a difference.
 #   usage: qemu_patterns.sh FLURRY_META FLURRY_TRACTSERVER FLURRY_DISK
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fl_init "$@"
 fl_need_tools qemu-io qemu-img dd tr

@@ -8,6 +8,7 @@
 # detach and a flurry-disk restart, PRAGMA integrity_check must say "ok",
 # the figures must match and a full .dump must hash the same as before.
 #   usage: sqlite.sh FLURRY_META FLURRY_TRACTSERVER FLURRY_DISK
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fl_init "$@"
 fl_need_fuse_loop

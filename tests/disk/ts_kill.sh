@@ -8,6 +8,7 @@
 # a new fio process (new connections, reads served by the survivors) must
 # pass too. The test fails if fio had already finished when the kill came.
 #   usage: ts_kill.sh FLURRY_META FLURRY_TRACTSERVER FLURRY_DISK
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fl_init "$@"
 fl_need_tools fio
