@@ -117,6 +117,18 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   FLOG_INFO("serving on %s:%u, state in %s", hp->host.c_str(), port, opts.dir.c_str());
   MetaState* state = st->get();
+  // SIGTERM/SIGINT: every change is already durable, so just exit cleanly.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  std::thread([mask] {
+    int sig = 0;
+    sigwait(&mask, &sig);
+    FLOG_INFO("signal %d: exiting", sig);
+    _exit(0);
+  }).detach();
   std::thread([state] {
     for (;;) {
       usleep(250 * 1000);

@@ -129,6 +129,14 @@ int main(int argc, char** argv) {
   }
   FLOG_INFO("serving %s on %s (zone %s, delay %u us)", dir.c_str(), addr.c_str(), zone.c_str(), sopts.delay_us);
 
+  // Block SIGTERM/SIGINT before any thread starts, so every thread inherits
+  // the mask and the signal is only ever consumed by the loop's signalfd.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+
   // Heartbeats on their own thread: blocking control-path IO never stalls the loop.
   std::atomic<bool> stop{false};
   std::thread hb;
@@ -157,12 +165,7 @@ int main(int argc, char** argv) {
     });
   }
 
-  // SIGTERM/SIGINT through a signalfd read on the loop.
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  // SIGTERM/SIGINT through a signalfd read on the loop (blocked above).
   int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
   signalfd_siginfo si;
   (*loop)->Read(sfd, &si, sizeof si, 0, [&](int) {

@@ -244,24 +244,19 @@ fl_cluster_start() {
   echo "cluster: meta on $META_PORT, $servers tract servers up (heartbeat timeout ${hb} ms)"
 }
 
-# fl_cluster_stop: SIGTERM every tract server, then meta. meta has no SIGTERM
-# handler (it writes its state before every reply), so death by the signal
-# (status 143) is its normal way out. A tract server should exit 0, but with
-# --meta its heartbeat thread is created before SIGTERM is blocked, so the
-# signal usually kills it (143) instead; that is tolerated here, with a note,
-# as the data is durable before a write is acknowledged either way.
-# fl_cluster_start afterwards restarts them on the same directories.
+# fl_cluster_stop: SIGTERM every tract server, then meta; each must shut
+# down cleanly (exit 0). fl_cluster_start afterwards restarts them on the
+# same directories.
 fl_cluster_stop() {
   local pid rc
   for pid in "${FL_TS_PIDS[@]}"; do
     rc=0
     fl_stop_pid "$pid" 10 || rc=$?
-    [[ $rc -eq 143 ]] && echo "note: tract server $pid was killed by SIGTERM instead of shutting down"
-    [[ $rc -eq 0 || $rc -eq 143 ]] || fl_fail "tract server $pid exited with status $rc after SIGTERM"
+    [[ $rc -eq 0 ]] || fl_fail "tract server $pid exited with status $rc after SIGTERM"
   done
   rc=0
   fl_stop_pid "$FL_META_PID" 10 || rc=$?
-  [[ $rc -eq 0 || $rc -eq 143 ]] || fl_fail "flurry-meta exited with status $rc after SIGTERM"
+  [[ $rc -eq 0 ]] || fl_fail "flurry-meta exited with status $rc after SIGTERM"
   FL_TS_PIDS=() FL_META_PID=
 }
 
