@@ -71,6 +71,14 @@ void FdsClient::Shutdown() {
   for (auto& [a, v] : all)
     for (Conn* c : v) c->Break(-ESHUTDOWN);
   conns_.clear();
+  // Ops between attempts have no request on the wire: fail them here, and
+  // make sure their backoff timers never fire.
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  for (auto& [op, timer] : waiting) {
+    if (timer.valid()) loop_->CancelTimer(timer);
+    Finish(op, -ESHUTDOWN);
+  }
 }
 
 void FdsClient::Tick() {
@@ -237,9 +245,10 @@ void FdsClient::Retry(Op* op, int err) {
   op->gen++;  // replies still on the wire for the old issue are ignored
   uint64_t backoff_ms = std::min<uint64_t>(20ull << std::min(op->attempt, 6), 1000);
   FLOG_DEBUG("retrying tract op after %s (attempt %d)", op->why.c_str(), op->attempt);
-  loop_->AddTimer(backoff_ms * 1000000, [this, op] {
+  waiting_[op] = loop_->AddTimer(backoff_ms * 1000000, [this, op] {
+    waiting_[op] = Loop::TimerId{};  // fired; now waiting for the TLT
     RefreshTlt([this, op] {
-      if (op->finished) return;
+      if (waiting_.erase(op) == 0) return;  // failed by Shutdown() meanwhile
       Issue(op);
     });
   });

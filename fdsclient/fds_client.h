@@ -101,6 +101,9 @@ class FdsClient {
   uint64_t rr_ = 0;
   bool refreshing_ = false;
   std::vector<std::function<void()>> after_refresh_;
+  // Ops waiting to be retried, with their backoff timer (invalid once it
+  // fired and the op waits for a TLT refresh).
+  std::unordered_map<Op*, Loop::TimerId> waiting_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   Loop::TimerId tick_;
   bool shutdown_ = false;

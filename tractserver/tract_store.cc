@@ -84,20 +84,20 @@ Result<Tract*> TractStore::Get(const TractKey& key, uint32_t tract_size, bool cr
   tracts_.emplace(key, std::move(*t));
   lru_.push_back(key);
   stats_.open_tracts = tracts_.size();
-  MaybeEvict();
+  MaybeEvict(key);
   return raw;
 }
 
-void TractStore::MaybeEvict() {
+void TractStore::MaybeEvict(const TractKey& keep) {
   // Close idle tracts beyond the bound; busy ones are skipped (and retried
-  // on the next open).
+  // on the next open), and so is the tract just opened for the caller.
   size_t scan = lru_.size();
   while (tracts_.size() > opts_.max_open_tracts && scan-- > 0) {
     TractKey k = lru_.front();
     lru_.pop_front();
     auto it = tracts_.find(k);
     if (it == tracts_.end()) continue;
-    if (it->second->busy()) {
+    if (k == keep || it->second->busy()) {
       lru_.push_back(k);
       continue;
     }

@@ -92,7 +92,7 @@ class TractStore {
   TractStore(Loop* loop, Options opts) : loop_(loop), opts_(std::move(opts)) {}
   // Opens (or with create, creates) a tract. nullptr result with 0 = absent.
   Result<Tract*> Get(const TractKey& key, uint32_t tract_size, bool create);
-  void MaybeEvict();
+  void MaybeEvict(const TractKey& keep);
   std::string BlobDir(uint64_t hi, uint64_t lo) const;
 
   Loop* loop_;

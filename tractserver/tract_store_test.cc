@@ -213,6 +213,39 @@ TEST_F(StoreTest, TractSizeMismatchIsRejected) {
   EXPECT_EQ(res, -EINVAL);
 }
 
+// With every other open tract busy, opening one more must not evict the
+// tract it just opened (the caller holds a pointer to it).
+TEST_F(StoreTest, EvictionSparesTheTractJustOpened) {
+  store_.reset();
+  store_ = std::move(TractStore::Open(loop_.get(), {dir_, 1}).value());
+  int pending = 0, failures = 0;
+  auto write = [&](const TractKey& k) {
+    AlignedBuffer b(4096);
+    memset(b.data(), static_cast<int>(k.tract), 4096);
+    pending++;
+    store_->Write(k, kTract, 0, 4096, std::move(b), 0, [&](int r) {
+      failures += r != 0;
+      pending--;
+    });
+  };
+  write(TractKey{1, 2, 10});  // busy until the loop runs
+  write(TractKey{1, 2, 11});  // over the bound: only this new one is idle
+  write(TractKey{1, 2, 12});
+  while (pending > 0) loop_->RunOnce(1000);
+  EXPECT_EQ(failures, 0);
+  for (uint64_t t : {10, 11, 12}) {
+    bool done = false;
+    store_->Read(TractKey{1, 2, t}, kTract, 0, 4096, false, [&](int r, TractStore::ReadResult rr) {
+      EXPECT_EQ(r, 0);
+      if (r == 0) {
+        EXPECT_EQ(rr.buf.data()[rr.data_off + 100], static_cast<uint8_t>(t)) << "tract " << t;
+      }
+      done = true;
+    });
+    Wait(&done);
+  }
+}
+
 TEST_F(StoreTest, SecondServerOnSameDirIsRefused) {
   auto other = TractStore::Open(loop_.get(), {dir_, 8});
   EXPECT_EQ(other.err(), -EBUSY);
