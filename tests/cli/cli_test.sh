@@ -90,6 +90,8 @@ fails 1 "bad --meta" "$FLURRY" volume list --meta nonsense
 fails 1 "does not answer|cannot reach" "$FLURRY" status --meta 127.0.0.1:1
 
 step "cluster start (3 servers, 3 zones, any meta port)"
+mkdir -p "$W/foreign" && touch "$W/foreign/notes.txt"
+fails 1 "not a flurry cluster directory .*notes.txt" "$FLURRY" cluster start --dir "$W/foreign" --meta-port 0
 fails 1 "--zones 4 is more than --servers 3" "$FLURRY" cluster start --dir "$C" --servers 3 --zones 4
 fails 1 "bad --servers" "$FLURRY" cluster start --dir "$C" --servers many
 ok "$FLURRY" cluster start --dir "$C" --servers 3 --zones 3 --meta-port 0
@@ -223,6 +225,10 @@ if [ -x "$DISK" ] && [ "$(id -u)" = 0 ] && [ -c /dev/fuse ] && command -v losetu
   mkdir -p "$MNT"
   ok fl volume create delta --size 128M --replicas 2
   fails 1 "no filesystem yet.*--mkfs ext4" fl attach delta "$MNT"
+  if command -v setpriv >/dev/null; then
+    fails 1 "needs root" setpriv --reuid=65534 --regid=65534 --clear-groups "$FLURRY" attach delta "$MNT" --dir "$C"
+    fails 1 "needs root" setpriv --reuid=65534 --regid=65534 --clear-groups "$FLURRY" detach delta --dir "$C"
+  fi
   [ ! -e "$C/attach/delta" ] || die "a failed attach left its record"
   ok fl attach delta "$MNT" --mkfs ext4 --via fuse
   has "attached delta at $MNT"

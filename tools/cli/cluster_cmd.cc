@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // flurry cluster start | stop  (status is in status_cmd.cc)
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -82,6 +83,25 @@ Status ParseStartOptions(const Args& a, const ClusterDir& d, StartOptions* o) {
   return Status::Ok();
 }
 
+// A directory that holds anything but a cluster's own files is not one to
+// start a cluster in (a typo could otherwise fill a home directory).
+Status CheckOwnDir(const ClusterDir& d) {
+  DIR* dir = opendir(d.dir.c_str());
+  if (!dir) return Status::Ok();  // created below
+  std::string foreign;
+  while (dirent* e = readdir(dir)) {
+    std::string n = e->d_name;
+    bool ours = n == "." || n == ".." || n == "cluster.conf" || n == "cluster.conf.tmp" || n == "lock" ||
+                n == "meta" || n == "logs" || n == "pids" || n == "run" || n == "attach" ||
+                n.rfind("fuse-", 0) == 0 || BinaryForDaemon(n) == "flurry-tractserver";  // ts<i>
+    if (!ours && foreign.empty()) foreign = n;
+  }
+  closedir(dir);
+  if (foreign.empty()) return Status::Ok();
+  return Status::Error(-EEXIST, d.dir + " is not a flurry cluster directory (it holds '" + foreign +
+                                    "', and no cluster.conf); pick a new or empty directory with --dir");
+}
+
 std::string Running(const std::vector<Daemon>& ds) {
   std::string s;
   for (const Daemon& d : ds)
@@ -98,6 +118,7 @@ int ClusterStart(const Args& a) {
   if (!meta_bin.ok()) return Fail(meta_bin.status);
   auto ts_bin = FindBinary("flurry-tractserver");
   if (!ts_bin.ok()) return Fail(ts_bin.status);
+  if (s = CheckOwnDir(d); !s.ok()) return Fail(s);
   if (s = d.MakeDirs(); !s.ok()) return Fail(s);
   auto lock = DirLock::Acquire(d);
   if (!lock.ok()) return Fail(lock.status);

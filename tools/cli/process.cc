@@ -143,7 +143,7 @@ StatusOr<pid_t> SpawnDaemon(const std::vector<std::string>& argv, const std::str
   return pid;
 }
 
-bool ProcessAlive(pid_t pid, const std::string& binary) {
+bool ProcessAlive(pid_t pid, const std::string& binary, const std::string& mention) {
   if (pid <= 0) return false;
   if (waitpid(pid, nullptr, WNOHANG) == pid) return false;  // our child, now reaped
   std::string proc = "/proc/" + std::to_string(pid);
@@ -155,11 +155,23 @@ bool ProcessAlive(pid_t pid, const std::string& binary) {
   char state = s[rp + 2];
   if (state == 'Z' || state == 'X') return false;
   std::ifstream cmd(proc + "/cmdline");
-  std::string argv0;
+  std::string argv0, arg;
   std::getline(cmd, argv0, '\0');
   std::string base = argv0.substr(argv0.rfind('/') == std::string::npos ? 0 : argv0.rfind('/') + 1);
-  return base == binary;
+  if (base != binary) return false;
+  if (mention.empty()) return true;
+  while (std::getline(cmd, arg, '\0'))
+    if (arg.find(mention) != std::string::npos) return true;
+  return false;
 }
+
+namespace {
+// The cluster directory a pid file belongs to, with a trailing slash.
+std::string DirOfPidFile(const std::string& pid_file) {
+  std::string pids = pid_file.substr(0, pid_file.rfind('/'));
+  return pids.substr(0, pids.rfind('/') + 1);
+}
+}  // namespace
 
 std::string BinaryForDaemon(const std::string& name) {
   if (name == "meta") return "flurry-meta";
@@ -179,7 +191,7 @@ StatusOr<Daemon> ReadDaemon(const std::string& pids_dir, const std::string& name
   long pid = 0;
   if (!(in >> pid)) return Status::Error(-ENOENT, "no pid file " + d.pid_file);
   d.pid = static_cast<pid_t>(pid);
-  d.alive = !d.binary.empty() && ProcessAlive(d.pid, d.binary);
+  d.alive = !d.binary.empty() && ProcessAlive(d.pid, d.binary, DirOfPidFile(d.pid_file));
   return d;
 }
 
@@ -200,7 +212,7 @@ std::vector<Daemon> ListDaemons(const std::string& pids_dir) {
 
 std::vector<std::string> StopDaemons(const std::vector<Daemon>& ds, int timeout_ms) {
   std::vector<std::string> killed;
-  auto alive = [&](const Daemon& d) { return d.alive && ProcessAlive(d.pid, d.binary); };
+  auto alive = [&](const Daemon& d) { return d.alive && ProcessAlive(d.pid, d.binary, DirOfPidFile(d.pid_file)); };
   for (const Daemon& d : ds)
     if (alive(d)) kill(d.pid, SIGTERM);
   WaitUntil(timeout_ms, [&] { return std::none_of(ds.begin(), ds.end(), alive); });

@@ -7,8 +7,9 @@
 // Contract
 // - A daemon is identified by a name ("meta", "ts3", "disk-a+b", "attach-a")
 //   that names its pid file and log. A pid file is trusted only while the
-//   process it names is alive, not a zombie and runs the binary the name
-//   implies, so a stale file whose pid was reused is never signalled.
+//   process it names is alive, not a zombie, runs the binary the name
+//   implies and names the cluster directory in its arguments, so a stale
+//   file whose pid was reused is never signalled.
 // - Daemons run in their own session with stdin from /dev/null and
 //   stdout/stderr appended to their log; they inherit no other descriptor.
 // - Nothing here throws; failures come back as a Status with a sentence.
@@ -36,20 +37,22 @@ StatusOr<std::string> FindBinary(const std::string& name);
 StatusOr<pid_t> SpawnDaemon(const std::vector<std::string>& argv, const std::string& log_file,
                             const std::string& pid_file);
 
-// True if pid is alive, not a zombie, and its argv[0] has basename binary.
-// Reaps pid if it is an exited child of this process.
-bool ProcessAlive(pid_t pid, const std::string& binary);
+// True if pid is alive, not a zombie, its argv[0] has basename binary and
+// (unless empty) one of its arguments contains mention. Reaps pid if it is
+// an exited child of this process.
+bool ProcessAlive(pid_t pid, const std::string& binary, const std::string& mention = "");
 
 struct Daemon {
   std::string name;      // from the pid file's name
   std::string binary;    // flurry-meta, flurry-tractserver or flurry-disk
-  std::string pid_file;
+  std::string pid_file;  // DIR/pids/NAME.pid; its arguments mention DIR/
   pid_t pid = 0;
   bool alive = false;
 };
 // The binary a daemon name implies ("" for a name this tool never writes).
 std::string BinaryForDaemon(const std::string& name);
-// Every NAME.pid in pids_dir, sorted by name; alive says whether it runs.
+// Every NAME.pid in pids_dir (DIR/pids), sorted by name; alive says whether
+// it runs.
 std::vector<Daemon> ListDaemons(const std::string& pids_dir);
 StatusOr<Daemon> ReadDaemon(const std::string& pids_dir, const std::string& name);
 // SIGTERM to each live daemon, up to timeout_ms for all to exit, then
