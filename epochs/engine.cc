@@ -2,12 +2,19 @@
 #include "epochs/engine.h"
 
 #include "epochs/fast_ack.h"
+#include "epochs/log_device.h"
+#include "epochs/log_format.h"
 #include "epochs/volume_device.h"
 #include "striping/striped_blob.h"
 
 namespace flurry {
 
 uint64_t EngineBlobSize(const VolumeInfo& vol) {
+  if (vol.mode == WriteMode::kLog) {
+    // Two checkpoint slots + P expanded blocks (epochs/log_format.h).
+    auto g = LogGeometry::For(vol.size, vol.block_size);
+    if (g) return g->blob_bytes;
+  }
   return vol.size;
 }
 
@@ -19,8 +26,11 @@ Result<std::unique_ptr<Engine>> MakeEngine(const VolumeInfo& vol, BlobIo* blob,
       return std::unique_ptr<Engine>(new WriteThroughDevice(vol, blob, opts.read_only));
     case WriteMode::kFastAck:
       return std::unique_ptr<Engine>(new FastAckDevice(vol, blob, opts));
-    case WriteMode::kLog:
-      break;
+    case WriteMode::kLog: {
+      auto e = LogDevice::Create(vol, blob, opts, why);
+      if (!e) return R::error(e.err());
+      return std::unique_ptr<Engine>(std::move(*e));
+    }
   }
   *why = Status::Error(-EOPNOTSUPP, std::string("volume '") + vol.name + "' uses write mode " +
                                         WriteModeName(vol.mode) +

@@ -1,0 +1,566 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// LogDevice: permutation, formats, IO against a model, checkpoints and
+// recovery, backpressure, FUA, trim, failures. The crash-state property
+// test is log_crash_test.cc.
+#include "epochs/log_device.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <set>
+
+#include "common/checksum.h"
+#include "epochs/lcg.h"
+#include "epochs/log_format.h"
+#include "epochs/log_test_util.h"
+
+namespace flurry {
+namespace {
+
+using logtest::OpenDevice;
+using logtest::ReadAll;
+using logtest::Sync;
+using logtest::Vol;
+
+// ---- Permutation ----
+
+TEST(Lcg, ParamsSatisfyHullDobell) {
+  for (uint64_t n = 1; n < (1ull << 40); n = n * 3 + 1) {
+    auto p = LcgPermutation::ParamsFor(n);
+    EXPECT_TRUE(std::has_single_bit(p.m));
+    EXPECT_GE(p.m, n);
+    EXPECT_LT(p.m, std::max<uint64_t>(2 * n, 5));
+    EXPECT_EQ(p.c % 2, 1u);      // (1) c coprime with 2^k
+    EXPECT_EQ(p.a % 4, 1u);      // (2), (3)
+    EXPECT_LT(p.a, p.m);
+    if (p.m > 4) {
+      EXPECT_NE(p.a, 1u);
+    }
+  }
+}
+
+TEST(Lcg, FullPeriodExhaustiveForSmallP) {
+  // Every n up to 4096: one lap visits each of [0, n) once, and the next
+  // lap repeats it exactly.
+  for (uint64_t n = 1; n <= 4096; ++n) {
+    LcgPermutation perm(n);
+    std::vector<uint64_t> lap;
+    std::vector<bool> seen(n, false);
+    for (uint64_t i = 0; i < n; ++i) {
+      ASSERT_EQ(perm.step(), i);
+      ASSERT_LT(perm.value(), n);
+      ASSERT_FALSE(seen[perm.value()]) << "n=" << n << " repeats at step " << i;
+      seen[perm.value()] = true;
+      lap.push_back(perm.value());
+      perm.Advance();
+    }
+    for (uint64_t i = 0; i < n; ++i) {
+      ASSERT_EQ(perm.value(), lap[i]) << "n=" << n;
+      perm.Advance();
+    }
+  }
+}
+
+TEST(Lcg, ResumesFromSavedPosition) {
+  LcgPermutation a(1000);
+  for (int i = 0; i < 777; ++i) a.Advance();
+  LcgPermutation b(1000, a.value(), a.step());
+  EXPECT_TRUE(b.Valid());
+  for (int i = 0; i < 3000; ++i) {
+    ASSERT_EQ(a.value(), b.value());
+    a.Advance();
+    b.Advance();
+  }
+}
+
+// ---- Formats ----
+
+TEST(LogFormat, Geometry) {
+  auto g = LogGeometry::For(10 * 4096 + 4096, 8192);  // last block is short
+  ASSERT_TRUE(g);
+  EXPECT_EQ(g->vblocks, 6u);
+  EXPECT_EQ(g->pblocks, 6u + 64);
+  EXPECT_EQ(g->VBlockBytes(5), 4096u);
+  EXPECT_EQ(g->expanded, 8192u + 4096);
+  EXPECT_EQ(g->slot_bytes % 4096, 0u);
+  EXPECT_EQ(g->BlockOffset(0) % 4096, 0u);
+  EXPECT_EQ(g->blob_bytes, 2 * g->slot_bytes + g->pblocks * g->expanded);
+  auto big = LogGeometry::For(1ull << 40, 65536);
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->pblocks, big->vblocks + big->vblocks / 8);
+  EXPECT_FALSE(LogGeometry::For(1 << 20, 3000));
+  EXPECT_FALSE(LogGeometry::For(1ull << 50, 4096));  // P would not fit a u32
+
+  VolumeInfo v = Vol(1 << 20, 65536);
+  EXPECT_EQ(EngineBlobSize(v), LogGeometry::For(1 << 20, 65536)->blob_bytes);
+}
+
+TEST(LogFormat, TrailerRoundTripAndCorruption) {
+  std::vector<uint8_t> data(4096, 0x5a), page(4096);
+  BlockTrailer t;
+  t.gen = 3;
+  t.step = 12345;
+  t.vblock = 7;
+  t.epoch = 9;
+  EncodeTrailer(t, data.data(), 4096, page.data());
+  auto d = DecodeTrailer(page.data());
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->step, 12345u);
+  EXPECT_TRUE(TrailerMatchesData(*d, data.data(), 4096));
+  data[100] ^= 1;
+  EXPECT_FALSE(TrailerMatchesData(*d, data.data(), 4096));
+  page[40] ^= 1;  // the step field
+  EXPECT_FALSE(DecodeTrailer(page.data()));
+  std::vector<uint8_t> zeros(4096, 0);
+  EXPECT_FALSE(DecodeTrailer(zeros.data()));
+}
+
+TEST(LogFormat, CheckpointBodyChecks) {
+  auto g = *LogGeometry::For(64 * 4096, 4096);
+  LogMaps m = LogMaps::Empty(g);
+  m.block_map[3] = 17;
+  m.Set(17);
+  m.block_map[9] = 0;
+  m.Set(0);
+  std::vector<uint8_t> body(g.slot_bytes - kLogPage);
+  EncodeCheckpointBody(m, g, body.data());
+  CheckpointHeader h;
+  h.body_bytes = g.body_bytes;
+  h.body_sum = Checksum(body.data(), g.body_bytes);
+  auto back = DecodeCheckpointBody(body.data(), h, g);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->block_map, m.block_map);
+  EXPECT_EQ(back->alloc, m.alloc);
+  // A map using a physical block twice, with a "valid" checksum: rejected.
+  m.block_map[4] = 17;
+  EncodeCheckpointBody(m, g, body.data());
+  h.body_sum = Checksum(body.data(), g.body_bytes);
+  EXPECT_FALSE(DecodeCheckpointBody(body.data(), h, g));
+  // A flipped bit: rejected by the checksum.
+  m.block_map[4] = kUnmapped;
+  EncodeCheckpointBody(m, g, body.data());
+  h.body_sum = Checksum(body.data(), g.body_bytes);
+  body[5] ^= 1;
+  EXPECT_FALSE(DecodeCheckpointBody(body.data(), h, g));
+}
+
+// ---- IO against a model ----
+
+class Model {
+ public:
+  explicit Model(uint64_t size) : bytes_(size, 0) {}
+  void Write(uint64_t off, const std::vector<uint8_t>& d) { memcpy(bytes_.data() + off, d.data(), d.size()); }
+  void Zero(uint64_t off, uint64_t len) { memset(bytes_.data() + off, 0, len); }
+  const std::vector<uint8_t>& bytes() const { return bytes_; }
+
+ private:
+  std::vector<uint8_t> bytes_;
+};
+
+std::vector<uint8_t> Pattern(std::mt19937_64& rng, size_t n) {
+  std::vector<uint8_t> v(n);
+  uint64_t x = rng();
+  for (size_t i = 0; i < n; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    v[i] = static_cast<uint8_t>(x >> 56);
+  }
+  return v;
+}
+
+// Random ranges: byte-granular and unaligned, small and multi-block.
+std::pair<uint64_t, uint32_t> RandomRange(std::mt19937_64& rng, uint64_t size, uint32_t block) {
+  uint64_t len;
+  switch (rng() % 4) {
+    case 0: len = 1 + rng() % 700; break;
+    case 1: len = block; break;
+    case 2: len = 1 + rng() % (3 * block); break;
+    default: len = block * (1 + rng() % 4); break;
+  }
+  len = std::min(len, size);
+  uint64_t off = rng() % (size - len + 1);
+  if (rng() % 2) off = off / block * block;
+  return {off, static_cast<uint32_t>(len)};
+}
+
+void RunModelWorkload(uint64_t size, uint32_t block, uint64_t seed, uint64_t cap_blocks) {
+  SCOPED_TRACE("size=" + std::to_string(size) + " block=" + std::to_string(block) +
+               " seed=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  VolumeInfo vol = Vol(size, block);
+  auto g = *LogGeometry::For(size, block);
+  MemoryBlobIo blob(g.blob_bytes, seed);
+  EngineOptions opts;
+  opts.max_buffered_bytes = cap_blocks * g.expanded;
+  auto dev = OpenDevice(vol, blob, opts);
+  ASSERT_TRUE(dev);
+  Model model(size);
+  for (int i = 0; i < 400; ++i) {
+    const int kind = static_cast<int>(rng() % 10);
+    auto [off, len] = RandomRange(rng, size, block);
+    if (kind < 5) {
+      auto d = Pattern(rng, len);
+      ASSERT_EQ(Sync(blob, [&](auto done) { dev->Write(off, len, d.data(), rng() % 8 == 0, done); }), 0);
+      model.Write(off, d);
+    } else if (kind < 6) {
+      ASSERT_EQ(Sync(blob, [&](auto done) { dev->Trim(off, len, done); }), 0);
+      model.Zero(off, len);
+    } else if (kind < 7) {
+      ASSERT_EQ(Sync(blob, [&](auto done) { dev->Zero(off, len, rng() % 2, false, done); }), 0);
+      model.Zero(off, len);
+    } else if (kind < 8) {
+      ASSERT_EQ(Sync(blob, [&](auto done) { dev->Flush(done); }), 0);
+    } else {
+      std::vector<uint8_t> got(len);
+      ASSERT_EQ(Sync(blob, [&](auto done) { dev->Read(off, len, got.data(), done); }), 0);
+      ASSERT_EQ(0, memcmp(got.data(), model.bytes().data() + off, len)) << "read " << off << "+" << len;
+    }
+    for (uint64_t s = rng() % 4; s > 0; --s) blob.Step();
+  }
+  EXPECT_EQ(ReadAll(*dev, blob), model.bytes());
+  ASSERT_EQ(Sync(blob, [&](auto done) { dev->Quiesce(done); }), 0);
+  EXPECT_EQ(blob.pending(), 0u);
+  // Reopen from what is durable: identical.
+  auto dev2 = OpenDevice(vol, blob, opts);
+  ASSERT_TRUE(dev2);
+  EXPECT_EQ(ReadAll(*dev2, blob), model.bytes());
+  EXPECT_NE(dev2->recovery_report().find("rolled forward 0 blocks"), std::string::npos)
+      << dev2->recovery_report();
+}
+
+TEST(LogDevice, MatchesModel) {
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    RunModelWorkload(64 * 4096, 4096, seed, 1000);
+    RunModelWorkload(13 * 8192 + 4096, 8192, seed + 100, 3);  // short last block, tight memory
+    RunModelWorkload(40 * 16384, 16384, seed + 200, 1000);
+  }
+}
+
+TEST(LogDevice, ManyRequestsInFlightKeepArrivalOrder) {
+  // Issue many overlapping writes without waiting: admission is FIFO, so the
+  // final contents are those of arrival order; reads through the cache too.
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    std::mt19937_64 rng(seed);
+    const uint64_t size = 32 * 4096;
+    auto g = *LogGeometry::For(size, 4096);
+    MemoryBlobIo blob(g.blob_bytes, seed);
+    EngineOptions opts;
+    opts.max_buffered_bytes = (1 + seed % 6) * g.expanded;
+    auto dev = OpenDevice(Vol(size, 4096), blob, opts);
+    ASSERT_TRUE(dev);
+    Model model(size);
+    std::vector<std::vector<uint8_t>> bufs;
+    int acked = 0, issued = 0;
+    for (int i = 0; i < 200; ++i) {
+      auto [off, len] = RandomRange(rng, size, 4096);
+      bufs.push_back(Pattern(rng, len));
+      model.Write(off, bufs.back());
+      issued++;
+      dev->Write(off, len, bufs.back().data(), false, [&acked](int r) {
+        EXPECT_EQ(r, 0);
+        acked++;
+      });
+      if (rng() % 3 == 0) blob.Step();
+    }
+    blob.RunAll();
+    EXPECT_EQ(acked, issued);
+    EXPECT_EQ(ReadAll(*dev, blob), model.bytes());
+  }
+}
+
+TEST(LogDevice, PartialWritesReadBeforeWriteAndCountIt) {
+  auto g = *LogGeometry::For(16 * 65536, 65536);
+  MemoryBlobIo blob(g.blob_bytes);
+  auto dev = OpenDevice(Vol(16 * 65536, 65536), blob);
+  ASSERT_TRUE(dev);
+  std::vector<uint8_t> a(65536, 0xaa), b(100, 0xbb);
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev->Write(65536, 65536, a.data(), false, d); }), 0);
+  // From the cache (the first write is still in flight)...
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev->Write(65536 + 10, 100, b.data(), false, d); }), 0);
+  blob.RunAll();
+  // ... and from the blob, and from nothing (an unmapped block: zeros).
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev->Write(65536 + 1000, 100, b.data(), false, d); }), 0);
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev->Write(5 * 65536 + 1, 100, b.data(), false, d); }), 0);
+  blob.RunAll();
+  const LogCounters& c = dev->counters();
+  EXPECT_EQ(c.partial_block_writes, 3u);
+  EXPECT_EQ(c.rmw_base_cache, 1u);
+  EXPECT_EQ(c.rmw_base_blob, 1u);
+  EXPECT_EQ(c.rmw_base_zero, 1u);
+  EXPECT_NE(dev->CountersText().find("partial_block_writes=3\n"), std::string::npos);
+  std::vector<uint8_t> got(65536);
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev->Read(65536, 65536, got.data(), d); }), 0);
+  std::vector<uint8_t> want = a;
+  memset(want.data() + 10, 0xbb, 100);
+  memset(want.data() + 1000, 0xbb, 100);
+  EXPECT_EQ(got, want);
+}
+
+TEST(LogDevice, TrimZeroAndBlockStatus) {
+  const uint64_t size = 8 * 4096;
+  auto g = *LogGeometry::For(size, 4096);
+  MemoryBlobIo blob(g.blob_bytes);
+  auto dev = OpenDevice(Vol(size, 4096), blob);
+  ASSERT_TRUE(dev);
+  std::vector<uint8_t> ones(size, 1);
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev->Write(0, 6 * 4096, ones.data(), false, d); }), 0);
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev->Trim(4096, 2 * 4096, d); }), 0);
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev->Zero(4 * 4096 + 100, 50, false, false, d); }), 0);
+  auto status = [&] {
+    std::vector<BlockExtent> ext;
+    dev->BlockStatus(0, size, [&](int r, std::vector<BlockExtent> e) {
+      EXPECT_EQ(r, 0);
+      ext = std::move(e);
+    });
+    return ext;
+  };
+  auto check = [&] {
+    auto ext = status();
+    ASSERT_EQ(ext.size(), 4u);
+    EXPECT_EQ(ext[0].length, 4096u);
+    EXPECT_EQ(ext[0].flags, 0u);
+    EXPECT_EQ(ext[1].length, 2 * 4096u);
+    EXPECT_EQ(ext[1].flags, kExtentHole | kExtentZero);
+    EXPECT_EQ(ext[2].length, 3 * 4096u);
+    EXPECT_EQ(ext[2].flags, 0u);
+    EXPECT_EQ(ext[3].flags, kExtentHole | kExtentZero);
+    auto all = ReadAll(*dev, blob);
+    std::vector<uint8_t> want(size, 0);
+    memset(want.data(), 1, 6 * 4096);
+    memset(want.data() + 4096, 0, 2 * 4096);
+    memset(want.data() + 4 * 4096 + 100, 0, 50);
+    EXPECT_EQ(all, want);
+  };
+  check();  // from the cache
+  blob.RunAll();
+  check();  // from the maps
+  EXPECT_EQ(dev->counters().unmaps_logged, 2u);
+  auto dev2 = OpenDevice(Vol(size, 4096), blob);  // after recovery
+  ASSERT_TRUE(dev2);
+  dev = std::move(dev2);
+  check();
+}
+
+TEST(LogDevice, BackpressureQueuesAndNeverDrops) {
+  const uint64_t size = 32 * 4096;
+  auto g = *LogGeometry::For(size, 4096);
+  MemoryBlobIo blob(g.blob_bytes);
+  EngineOptions opts;
+  opts.max_buffered_bytes = 2 * g.expanded;
+  auto dev = OpenDevice(Vol(size, 4096), blob, opts);
+  ASSERT_TRUE(dev);
+  std::vector<std::vector<uint8_t>> bufs;
+  std::vector<int> res(10, 1);
+  for (int i = 0; i < 10; ++i) {
+    bufs.emplace_back(4096, static_cast<uint8_t>(i + 1));
+    dev->Write(uint64_t(i) * 4096, 4096, bufs.back().data(), false, [&res, i](int r) { res[i] = r; });
+  }
+  EXPECT_EQ(res[0], 0);
+  EXPECT_EQ(res[1], 0);
+  EXPECT_EQ(res[2], 1);  // waiting for memory
+  EXPECT_LE(blob.pending(), 2u);
+  EXPECT_GT(dev->counters().memory_waits, 0u);
+  blob.RunAll();
+  for (int r : res) EXPECT_EQ(r, 0);
+  auto all = ReadAll(*dev, blob);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(all[uint64_t(i) * 4096], i + 1);
+
+  // The epoch bound: two unretired epochs at most.
+  opts.max_unretired_epochs = 2;
+  MemoryBlobIo blob2(g.blob_bytes);
+  auto dev2 = OpenDevice(Vol(size, 4096), blob2, opts);
+  ASSERT_TRUE(dev2);
+  std::vector<int> r2(4, 1);
+  for (int i = 0; i < 4; ++i) {
+    dev2->Write(0, 100, bufs[0].data(), false, [&r2, i](int r) { r2[i] = r; });
+    dev2->Flush([](int r) { EXPECT_EQ(r, 0); });
+  }
+  EXPECT_EQ(r2[0], 0);
+  EXPECT_EQ(r2[1], 0);
+  EXPECT_EQ(r2[2], 1);
+  EXPECT_GT(dev2->counters().epoch_waits, 0u);
+  blob2.RunAll();
+  for (int r : r2) EXPECT_EQ(r, 0);
+}
+
+TEST(LogDevice, FuaWaitsForItsEpochAndSurvivesCrash) {
+  const uint64_t size = 16 * 4096;
+  auto g = *LogGeometry::For(size, 4096);
+  MemoryBlobIo blob(g.blob_bytes, 7);
+  auto dev = OpenDevice(Vol(size, 4096), blob);
+  ASSERT_TRUE(dev);
+  std::vector<uint8_t> a(4096, 0xa1), b(4096, 0xb2);
+  std::optional<int> ra, rb;
+  dev->Write(0, 4096, a.data(), false, [&](int r) { ra = r; });
+  const uint64_t e = dev->current_epoch();
+  dev->Write(4096, 4096, b.data(), true, [&](int r) { rb = r; });
+  EXPECT_TRUE(ra);
+  EXPECT_FALSE(rb);  // not durable yet
+  EXPECT_EQ(dev->current_epoch(), e + 1);  // the FUA write closed its epoch
+  while (!rb) ASSERT_TRUE(blob.Step());
+  EXPECT_EQ(*rb, 0);
+  EXPECT_GE(dev->last_durable_epoch(), e);
+  std::mt19937_64 rng(1);
+  MemoryBlobIo crashed(blob.CrashImage(rng), 2);
+  auto dev2 = OpenDevice(Vol(size, 4096), crashed);
+  ASSERT_TRUE(dev2);
+  auto all = ReadAll(*dev2, crashed);
+  EXPECT_EQ(all[0], 0xa1);  // same epoch, earlier: present too
+  EXPECT_EQ(all[4096], 0xb2);
+}
+
+TEST(LogDevice, ManyLapsAndCheckpointsThenRecover) {
+  // A small volume overwritten many times: the writer laps the permutation,
+  // checkpoints keep up (lap rule), recovery finds the same contents.
+  const uint64_t size = 8 * 4096;
+  auto g = *LogGeometry::For(size, 4096);
+  MemoryBlobIo blob(g.blob_bytes, 3);
+  auto dev = OpenDevice(Vol(size, 4096), blob);
+  ASSERT_TRUE(dev);
+  std::mt19937_64 rng(5);
+  Model model(size);
+  for (int i = 0; i < 3000; ++i) {
+    auto [off, len] = RandomRange(rng, size, 4096);
+    auto d = Pattern(rng, len);
+    ASSERT_EQ(Sync(blob, [&](auto done) { dev->Write(off, len, d.data(), false, done); }), 0);
+    model.Write(off, d);
+    if (rng() % 5 == 0) blob.Step();
+  }
+  blob.RunAll();
+  EXPECT_GT(dev->position(), 20 * g.pblocks);
+  EXPECT_GT(dev->counters().checkpoints, 20u);
+  EXPECT_EQ(ReadAll(*dev, blob), model.bytes());
+  std::mt19937_64 crng(9);
+  MemoryBlobIo image(blob.CrashImage(crng), 4);
+  auto dev2 = OpenDevice(Vol(size, 4096), image);
+  ASSERT_TRUE(dev2) << "open failed";
+  EXPECT_EQ(ReadAll(*dev2, image), model.bytes());
+}
+
+TEST(LogDevice, CheckpointRoundTrip) {
+  const uint64_t size = 32 * 4096;
+  auto g = *LogGeometry::For(size, 4096);
+  MemoryBlobIo blob(g.blob_bytes, 3);
+  auto dev = OpenDevice(Vol(size, 4096), blob);
+  ASSERT_TRUE(dev);
+  EXPECT_NE(dev->recovery_report().find("formatted"), std::string::npos);
+  std::vector<uint8_t> d(5 * 4096 + 77, 0x42);
+  ASSERT_EQ(Sync(blob, [&](auto done) { dev->Write(3000, static_cast<uint32_t>(d.size()), d.data(), false, done); }), 0);
+  blob.RunAll();  // a checkpoint records applied (durable) writes only
+  ASSERT_EQ(Sync(blob, [&](auto done) { dev->Checkpoint(done); }), 0);
+  const uint64_t pos = dev->checkpoint_position();
+  EXPECT_EQ(pos, dev->position());
+  // Another write after the checkpoint: found by roll-forward.
+  ASSERT_EQ(Sync(blob, [&](auto done) { dev->Write(0, 10, d.data(), false, done); }), 0);
+  blob.RunAll();
+  const auto want = ReadAll(*dev, blob);
+  auto dev2 = OpenDevice(Vol(size, 4096), blob);
+  ASSERT_TRUE(dev2);
+  EXPECT_EQ(ReadAll(*dev2, blob), want);
+  EXPECT_NE(dev2->recovery_report().find("rolled forward 1 blocks"), std::string::npos)
+      << dev2->recovery_report();
+  EXPECT_EQ(dev2->generation(), dev->generation() + 1);
+  // Nothing new: a checkpoint request completes without IO.
+  const uint64_t writes = blob.writes();
+  ASSERT_EQ(Sync(blob, [&](auto done) { dev2->Checkpoint(done); }), 0);
+  EXPECT_EQ(blob.writes(), writes);
+}
+
+TEST(LogDevice, CorruptOrForeignCheckpointsFailOpen) {
+  const uint64_t size = 16 * 4096;
+  auto g = *LogGeometry::For(size, 4096);
+  MemoryBlobIo blob(g.blob_bytes);
+  ASSERT_TRUE(OpenDevice(Vol(size, 4096), blob));  // formats slot 0
+  ASSERT_TRUE(OpenDevice(Vol(size, 4096), blob));  // recovery checkpoint in slot 1
+  std::vector<uint8_t> img = blob.durable();
+  for (unsigned s = 0; s < 2; ++s) img[g.SlotOffset(s) + kLogPage + 1] ^= 0xff;  // both bodies
+  MemoryBlobIo bad(img, 1);
+  int res = 0;
+  EXPECT_FALSE(OpenDevice(Vol(size, 4096), bad, {}, &res));
+  EXPECT_EQ(res, -EIO);
+  // One body bad: the other slot is used.
+  img = blob.durable();
+  img[g.SlotOffset(1) + kLogPage + 1] ^= 0xff;
+  MemoryBlobIo half(img, 1);
+  EXPECT_TRUE(OpenDevice(Vol(size, 4096), half));
+  // Another geometry (the blob is big enough for both): -EINVAL.
+  MemoryBlobIo other(blob.durable(), 1);
+  EXPECT_FALSE(OpenDevice(Vol(size - 4096, 4096), other, {}, &res));
+  EXPECT_EQ(res, -EINVAL);
+}
+
+TEST(LogDevice, WriteErrorsAreRetriedThenFailTheEngine) {
+  const uint64_t size = 16 * 4096;
+  auto g = *LogGeometry::For(size, 4096);
+  MemoryBlobIo blob(g.blob_bytes);
+  auto dev = OpenDevice(Vol(size, 4096), blob);
+  ASSERT_TRUE(dev);
+  std::vector<uint8_t> d(4096, 9);
+  blob.FailNext(2, -EIO);
+  ASSERT_EQ(Sync(blob, [&](auto done) { dev->Write(0, 4096, d.data(), true, done); }), 0);
+  EXPECT_EQ(dev->counters().write_retries, 2u);
+  blob.FailNext(100, -EIO);
+  std::optional<int> fua;
+  dev->Write(4096, 4096, d.data(), true, [&](int r) { fua = r; });
+  blob.RunAll();
+  ASSERT_TRUE(fua);
+  EXPECT_EQ(*fua, -EIO);
+  EXPECT_EQ(Sync(blob, [&](auto done) { dev->Write(0, 1, d.data(), false, done); }), -EIO);
+  EXPECT_EQ(Sync(blob, [&](auto done) { dev->Flush(done); }), -EIO);
+  EXPECT_EQ(Sync(blob, [&](auto done) { dev->Quiesce(done); }), -EIO);
+  std::vector<uint8_t> got(4096);
+  EXPECT_EQ(Sync(blob, [&](auto done) { dev->Read(0, 4096, got.data(), done); }), 0);
+  EXPECT_EQ(got, d);
+}
+
+TEST(LogDevice, ReadOnlyOpenAndMakeEngine) {
+  const uint64_t size = 16 * 4096;
+  VolumeInfo vol = Vol(size, 4096);
+  MemoryBlobIo blob(EngineBlobSize(vol));
+  Status why;
+  auto e = MakeEngine(vol, &blob, {}, &why);
+  ASSERT_TRUE(e) << why.ToString();
+  Engine& eng = **e;
+  ASSERT_EQ(Sync(blob, [&](auto done) { eng.Open(done); }), 0);
+  std::vector<uint8_t> d(4096, 3);
+  ASSERT_EQ(Sync(blob, [&](auto done) { eng.Write(8192, 4096, d.data(), false, done); }), 0);
+  ASSERT_EQ(Sync(blob, [&](auto done) { eng.Quiesce(done); }), 0);
+  EngineOptions ro;
+  ro.read_only = true;
+  const uint64_t writes = blob.writes();
+  auto dev = OpenDevice(vol, blob, ro);
+  ASSERT_TRUE(dev);
+  EXPECT_EQ(blob.writes(), writes);  // a read-only open writes nothing
+  EXPECT_EQ(Sync(blob, [&](auto done) { dev->Write(0, 1, d.data(), false, done); }), -EROFS);
+  EXPECT_EQ(ReadAll(*dev, blob)[8192], 3);
+  MemoryBlobIo small(size);
+  EXPECT_FALSE(MakeEngine(vol, &small, {}, &why));  // blob too small for the log
+}
+
+TEST(LogDevice, PeriodicCheckpointsOnTheLoop) {
+  auto loop = Loop::Create();
+  if (!loop) GTEST_SKIP() << "io_uring unavailable: " << errstr(loop.err());
+  const uint64_t size = 16 * 4096;
+  auto g = *LogGeometry::For(size, 4096);
+  MemoryBlobIo blob(g.blob_bytes);
+  EngineOptions opts;
+  opts.loop = loop->get();
+  opts.checkpoint_interval_ms = 5;
+  auto dev = OpenDevice(Vol(size, 4096), blob, opts);
+  ASSERT_TRUE(dev);
+  std::vector<uint8_t> d(100, 1);
+  ASSERT_EQ(Sync(blob, [&](auto done) { dev->Write(0, 100, d.data(), false, done); }), 0);
+  blob.RunAll();
+  const uint64_t before = dev->counters().checkpoints;
+  const uint64_t deadline = Loop::NowNs() + 2'000'000'000ull;
+  while (dev->counters().checkpoints == before && Loop::NowNs() < deadline) {
+    (*loop)->RunOnce(10);
+    blob.RunAll();
+  }
+  EXPECT_GT(dev->counters().checkpoints, before);
+  EXPECT_EQ(dev->checkpoint_position(), dev->position());
+}
+
+}  // namespace
+}  // namespace flurry
