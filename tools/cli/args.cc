@@ -9,7 +9,7 @@ namespace {
 
 const std::vector<Flag>& ClusterFlags() {
   static const std::vector<Flag> f = {
-      {"dir", "DIR", "cluster directory (default $FLURRY_DIR, else ./flurry-cluster)"},
+      DirFlag(),
       {"meta", "HOST:PORT", "use this flurry-meta instead of the one recorded in DIR/cluster.conf"},
   };
   return f;
@@ -32,6 +32,8 @@ void PrintFlag(const Flag& f, FILE* out) {
 }
 
 }  // namespace
+
+Flag DirFlag() { return {"dir", "DIR", "cluster directory (default $FLURRY_DIR, else ./flurry-cluster)"}; }
 
 std::string Args::Get(const std::string& flag, const std::string& def) const {
   auto it = flags_.find(flag);
@@ -94,7 +96,8 @@ StatusOr<Args> ParseArgs(const Command& cmd, const std::vector<std::string>& arg
 }
 
 void PrintHelp(const Command& cmd, FILE* out) {
-  fprintf(out, "usage: flurry %s %s\n\n%s\n", cmd.name.c_str(), cmd.synopsis.c_str(), cmd.summary.c_str());
+  fprintf(out, "usage: flurry %s%s%s\n\n%s\n", cmd.name.c_str(), cmd.synopsis.empty() ? "" : " ",
+          cmd.synopsis.c_str(), cmd.summary.c_str());
   if (!cmd.details.empty()) fprintf(out, "\n%s", cmd.details.c_str());
   fprintf(out, "\noptions:\n");
   for (const Flag& f : cmd.flags) PrintFlag(f, out);

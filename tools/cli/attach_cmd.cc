@@ -221,8 +221,8 @@ std::vector<Command> AttachCommands() {
        "Unmounts the filesystem, releases the device (nbd-client -d or losetup -d), stops the\n"
        "volume's flurry-disk and removes its FUSE mount and record, in that order. If the mount\n"
        "point is busy nothing is changed, unless --force: then it is unmounted lazily.\n",
-       {{"force", "", "unmount lazily (umount -l) when busy, and carry on past failed steps"}},
-       true, 1, 1, Detach},
+       {{"force", "", "unmount lazily (umount -l) when busy, and carry on past failed steps"}, DirFlag()},
+       false, 1, 1, Detach},
   };
 }
 

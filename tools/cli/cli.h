@@ -66,11 +66,14 @@ struct Command {
   std::string summary;     // one line, for the overview
   std::string details;     // paragraphs after the synopsis (may be empty)
   std::vector<Flag> flags;
-  bool cluster = true;     // accepts --dir / --meta to pick the cluster
+  bool cluster = true;     // accepts --dir and --meta to pick the cluster
   size_t min_args = 0;
   size_t max_args = std::numeric_limits<size_t>::max();
   int (*run)(const Args&) = nullptr;
 };
+
+// --dir DIR, for commands that need the directory itself (cluster false).
+Flag DirFlag();
 
 // Parses argv (the words after the command's name). --help is not handled
 // here: the dispatcher looks for it first.

@@ -49,9 +49,9 @@ void PrintOverview(const std::vector<Command>& all, const std::string& group, FI
   if (group.empty())
     fprintf(out,
             "\n"
-            "Commands other than `cluster start` and `cluster stop` find their cluster with\n"
-            "--dir DIR (default $FLURRY_DIR, else ./flurry-cluster), whose cluster.conf holds the\n"
-            "meta address, or with --meta HOST:PORT. Sizes take K, M, G, T suffixes.\n"
+            "Commands find their cluster with --dir DIR (default $FLURRY_DIR, else ./flurry-cluster),\n"
+            "whose cluster.conf holds the meta address; those that only need flurry-meta also take\n"
+            "--meta HOST:PORT instead. Sizes take K, M, G, T suffixes (powers of 1024).\n"
             "`flurry COMMAND --help` tells more. `flurry --version` prints the version.\n");
   else
     fprintf(out, "\n`flurry %s SUBCOMMAND --help` tells more.\n", group.c_str());

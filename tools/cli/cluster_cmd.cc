@@ -50,6 +50,7 @@ Status ParseStartOptions(const Args& a, const ClusterDir& d, StartOptions* o) {
     o->servers = old.value.servers ? old.value.servers : o->servers;
     o->zones = old.value.zones ? old.value.zones : o->zones;
     o->meta_port = old.value.meta.port;
+    o->delay_us = old.value.delay_us;
   }
   struct {
     const char* flag;
@@ -86,6 +87,7 @@ Status ParseStartOptions(const Args& a, const ClusterDir& d, StartOptions* o) {
 // A directory that holds anything but a cluster's own files is not one to
 // start a cluster in (a typo could otherwise fill a home directory).
 Status CheckOwnDir(const ClusterDir& d) {
+  if (access(d.Conf().c_str(), F_OK) == 0) return Status::Ok();
   DIR* dir = opendir(d.dir.c_str());
   if (!dir) return Status::Ok();  // created below
   std::string foreign;
@@ -282,19 +284,19 @@ int ClusterStatusCommand(const Args& a);  // status_cmd.cc
 
 std::vector<Command> ClusterCommands() {
   return {
-      {"cluster start", "--dir DIR [options]",
+      {"cluster start", "[--dir DIR] [options]",
        "Start a local cluster: flurry-meta and N tract servers, as background daemons.",
        "Everything lives in DIR: cluster.conf (the meta address), meta/ and ts<i>/ (state and\n"
        "data), logs/<name>.log, pids/<name>.pid. Tract server i is in zone z<i mod ZONES>.\n"
        "Returns once every tract server has registered with flurry-meta. Refuses if a\n"
-       "cluster is already running in DIR. Starting a stopped cluster again keeps its data\n"
-       "and its shape (servers, zones, meta port).\n",
+       "cluster is already running in DIR. Starting a stopped cluster again keeps its data,\n"
+       "servers and zones, and by default its meta port and --delay-us.\n",
        {{"servers", "N", "tract servers to start (default 4)"},
         {"zones", "Z", "failure zones to spread them over (default 1)"},
         {"meta-port", "P", "flurry-meta's port on 127.0.0.1 (default 7000; 0 = any free port)"},
-        {"delay-us", "N", "injected service latency per tract request, to emulate a remote disk"},
+        {"delay-us", "N", "injected service latency per tract request in us, to emulate a remote disk (default 0)"},
         {"timeout", "SECONDS", "how long to wait for the servers to register (default 30)"},
-        {"dir", "DIR", "cluster directory (default $FLURRY_DIR, else ./flurry-cluster)"}},
+        DirFlag()},
        false, 0, 0, ClusterStart},
       {"cluster stop", "[--dir DIR] [--force] [--timeout SECONDS]",
        "Stop every flurry process of a cluster directory; its data stays.",
@@ -304,7 +306,7 @@ std::vector<Command> ClusterCommands() {
        "If a mounted volume is busy, nothing is stopped unless --force is given.\n",
        {{"force", "", "unmount busy attached volumes lazily (umount -l) instead of giving up"},
         {"timeout", "SECONDS", "grace period between SIGTERM and SIGKILL (default 10)"},
-        {"dir", "DIR", "cluster directory (default $FLURRY_DIR, else ./flurry-cluster)"}},
+        DirFlag()},
        false, 0, 0, ClusterStop},
       {"cluster status", "[--dir DIR | --meta HOST:PORT]",
        "Show the cluster: flurry-meta, tract servers up or down, the TLT, volumes and daemons.",

@@ -129,7 +129,7 @@ int Serve(const Args& a) {
 
 std::vector<Command> ServeCommands() {
   return {
-      {"serve", "VOLUME... [options]", "Serve volumes as NBD exports (and FUSE files) with flurry-disk.",
+      {"serve", "VOLUME... [options] | --stop VOLUME...", "Serve volumes as NBD exports (and FUSE files) with flurry-disk.",
        "Runs flurry-disk against the cluster's flurry-meta. Each volume is an NBD export named\n"
        "after it (nbd://127.0.0.1:10809/VOLUME); the first is also the default export. With\n"
        "--fuse DIR each volume is also the file DIR/VOLUME, for losetup.\n"

@@ -77,7 +77,10 @@ int ShowStatus(const Args& a, bool attachments) {
   std::map<std::string, const Daemon*> by_name;
   for (const Daemon& dm : daemons) by_name[dm.name] = &dm;
 
-  if (local) printf("cluster    %s\n", d.dir.c_str());
+  if (local)
+    printf("cluster    %s (%u tract servers, %u zone%s%s)\n", d.dir.c_str(), conf.value.servers, conf.value.zones,
+           conf.value.zones == 1 ? "" : "s",
+           conf.value.delay_us ? (", " + std::to_string(conf.value.delay_us) + " us injected latency").c_str() : "");
   std::string meta_proc;
   if (local) {
     auto it = by_name.find("meta");
@@ -103,7 +106,7 @@ int ShowStatus(const Args& a, bool attachments) {
   if (rows) printf("TLT        version %llu, %lu rows\n", tlt_version, rows);
   else printf("TLT        not built yet (flurry-meta builds it at the first volume or client request)\n");
   printf("servers    %lu of %lu up%s\n", n_up, n_servers,
-         n_up < n_servers ? " (rows of down servers are re-replicated to live ones)" : "");
+         n_up < n_servers ? (" (" + std::to_string(n_servers - n_up) + " down)").c_str() : "");
 
   // Which local daemon is behind each address: run/ts<i>.port.
   std::map<std::string, std::string> local_of;
