@@ -176,7 +176,7 @@ int Attach(const Args& a) {
     args.insert(args.end(), {"--listen", "127.0.0.1:0", "--port-file", port_file});
   } else {
     if (mkdir(rec.fuse_dir.c_str(), 0755) < 0 && errno != EEXIST)
-      return undo(Status::Error(-errno, "cannot create " + rec.fuse_dir + ": " + errstr(-errno)));
+      return undo(ErrnoStatus("cannot create " + rec.fuse_dir));
     args.insert(args.end(), {"--fuse", rec.fuse_dir});
     if (DiskSupports("--no-tcp")) args.push_back("--no-tcp");
     else args.insert(args.end(), {"--listen", "127.0.0.1:0", "--port-file", port_file});

@@ -26,7 +26,7 @@ Status AttachRecord::Save(const ClusterDir& d) const {
     if (!out.flush()) return Status::Error(-EIO, "cannot write " + tmp);
   }
   if (rename(tmp.c_str(), path.c_str()) < 0)
-    return Status::Error(-errno, "cannot write " + path + ": " + errstr(-errno));
+    return ErrnoStatus("cannot write " + path);
   return Status::Ok();
 }
 

@@ -14,6 +14,7 @@
 // - Single-threaded; commands run to completion and return the exit code.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <limits>
@@ -85,6 +86,13 @@ int Fail(const std::string& msg);
 int Fail(const Status& s);
 // "flurry <cmd>: <msg>" plus a pointer to --help on stderr; returns 2.
 int UsageError(const Command& cmd, const std::string& msg);
+
+// The current errno as a Status: "<what>: <strerror>". Call it first thing
+// after the failing call, before errno can change.
+inline Status ErrnoStatus(const std::string& what) {
+  int e = errno;
+  return Status::Error(-e, what + ": " + errstr(-e));
+}
 
 // Numeric flag values: a plain decimal integer in [lo, hi].
 StatusOr<uint64_t> ParseCount(const std::string& flag, const std::string& text, uint64_t lo, uint64_t hi);

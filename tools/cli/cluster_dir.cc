@@ -16,7 +16,7 @@ namespace flurry::cli {
 Status ClusterDir::MakeDirs() const {
   for (const std::string& d : {dir, dir + "/logs", dir + "/pids", dir + "/run", dir + "/attach"}) {
     if (mkdir(d.c_str(), 0755) < 0 && errno != EEXIST)
-      return Status::Error(-errno, "cannot create directory " + d + ": " + errstr(-errno));
+      return ErrnoStatus("cannot create directory " + d);
   }
   return Status::Ok();
 }
@@ -33,7 +33,7 @@ Status ClusterConf::Write(const std::string& path) const {
     if (!out.flush()) return Status::Error(-EIO, "cannot write " + tmp);
   }
   if (rename(tmp.c_str(), path.c_str()) < 0)
-    return Status::Error(-errno, "cannot write " + path + ": " + errstr(-errno));
+    return ErrnoStatus("cannot write " + path);
   return Status::Ok();
 }
 
@@ -96,7 +96,7 @@ StatusOr<HostPort> MetaFor(const Args& a) {
 StatusOr<std::shared_ptr<DirLock>> DirLock::Acquire(const ClusterDir& d) {
   std::string path = d.dir + "/lock";
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::Error(-errno, "cannot open " + path + ": " + errstr(-errno));
+  if (fd < 0) return ErrnoStatus("cannot open " + path);
   for (int i = 0; i < 300; ++i) {
     if (flock(fd, LOCK_EX | LOCK_NB) == 0) return std::shared_ptr<DirLock>(new DirLock(fd));
     if (errno != EWOULDBLOCK && errno != EINTR) break;

@@ -90,7 +90,7 @@ StatusOr<std::string> FindBinary(const std::string& name) {
 StatusOr<pid_t> SpawnDaemon(const std::vector<std::string>& argv, const std::string& log_file,
                             const std::string& pid_file) {
   int log = open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log < 0) return Status::Error(-errno, "cannot open " + log_file + ": " + errstr(-errno));
+  if (log < 0) return ErrnoStatus("cannot open " + log_file);
   int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
   int errpipe[2];
   if (null < 0 || pipe2(errpipe, O_CLOEXEC) < 0) {
