@@ -83,6 +83,9 @@ fails 2 "is extra" "$FLURRY" volume info a b
 fails 2 "given more than once" "$FLURRY" volume create x --size 1G --size 2G
 fails 2 "" "$FLURRY"
 
+step "binaries are found via FLURRY_BIN_DIR when set"
+fails 1 "cannot find flurry-meta in \\\$FLURRY_BIN_DIR" env FLURRY_BIN_DIR="$W/nobin" "$FLURRY" cluster start --dir "$W/x"
+
 step "no cluster yet"
 fails 1 "no cluster in $W/none .*flurry cluster start" "$FLURRY" volume list --dir "$W/none"
 fails 1 "no cluster in" env FLURRY_DIR="$W/none" "$FLURRY" status
@@ -123,6 +126,8 @@ has "created volume alpha: 64M, 2 replicas"
 ok fl volume create beta --size 32M --replicas 3 --tract-size 1M --segment 4 --block 128K --mode fast-ack
 has "relaxed flush"
 ok fl volume create gamma --size 1G --replicas 1 --mode log
+ok "$FLURRY" --dir "$C" volume list
+has "^alpha "
 ok env FLURRY_DIR="$C" "$FLURRY" volume list
 has "^NAME +SIZE +R +TRACT +SEGMENT +BLOCK +MODE"
 has "^alpha +64M +2 +8M +128 +64K +write-through$"
@@ -262,12 +267,21 @@ if [ -x "$DISK" ] && [ "$(id -u)" = 0 ] && [ -c /dev/fuse ] && command -v losetu
   ok "$FLURRY" cluster stop --dir "$C"
   has "detached delta"
   ! findmnt "$MNT" >/dev/null || die "still mounted after cluster stop"
+  step "the filesystem survives a cluster restart"
+  ok "$FLURRY" cluster start --dir "$C" --meta-port 0
+  ok fl attach delta "$MNT"
+  cmp "$W/payload" "$MNT/payload" || die "payload differs after a cluster restart"
+  ok fl detach delta
 else
   echo "== SKIP attach: needs flurry-disk, root, /dev/fuse, losetup, mkfs.ext4 and a free loop device"
 fi
 
-step "cluster stop"
-ok "$FLURRY" cluster stop --dir "$C"
+step "cluster stop: a dead server is skipped, a stuck one gets SIGKILL after --timeout"
+kill -KILL "$(cat "$C/pids/ts0.pid")"
+kill -STOP "$(cat "$C/pids/ts1.pid")"
+ok "$FLURRY" cluster stop --dir "$C" --timeout 1
+has "stopped 1 flurry-meta, 2 tract servers"
+has "were killed: ts1"
 for f in "$C"/pids/*.pid; do [ -e "$f" ] && die "pid file $f left behind"; done
 fails 1 "does not answer" fl cluster status
 ok "$FLURRY" cluster stop --dir "$C"
