@@ -67,6 +67,8 @@ void Usage(FILE* f) {
           "  --no-fio              skip the local-disk baseline\n"
           "  --meta-bin PATH       flurry-meta binary\n"
           "  --tractserver-bin PATH flurry-tractserver binary\n"
+          "  --job SUBSTRING       run only the jobs whose name contains SUBSTRING\n"
+          "                        (e.g. 'randread QD32'); may be given more than once\n"
           "  --keep                keep the temp directory (data, logs) at exit\n"
           "  -h, --help            this text\n");
 }
@@ -80,6 +82,7 @@ struct Args {
   int repeat = 1;
   uint32_t delay_us = 0, conns = 1;
   bool no_fio = false, keep = false;
+  std::vector<std::string> only;  // --job filters
 };
 
 double Median(std::vector<double> v) {
@@ -104,6 +107,13 @@ std::string Metric(const JobSpec& j, const JobResult& r) {
 }
 
 int RunTract(const Args& a) {
+  std::vector<JobSpec> jobs;
+  for (const JobSpec& j : DefaultJobs()) {
+    bool want = a.only.empty();
+    for (const auto& o : a.only) want = want || j.name.find(o) != std::string::npos;
+    if (want) jobs.push_back(j);
+  }
+  if (jobs.empty()) return Fail("no job matches --job");
   std::string parent = a.dir;
   if (parent.empty()) {
     const char* t = getenv("TMPDIR");
@@ -113,7 +123,6 @@ int RunTract(const Args& a) {
   if (!mkdtemp(tmpl.data())) return Fail("cannot create a directory under " + parent + ": " + strerror(errno));
   const std::string root = tmpl;
   bool ok = false;
-  std::vector<JobSpec> jobs = DefaultJobs();
   // results[target][job] = values over repeats; targets: 0 = R=1, 1 = R=2, 2 = fio.
   std::vector<std::vector<std::vector<double>>> results(3, std::vector<std::vector<double>>(jobs.size()));
   std::vector<std::string> problems;
@@ -257,6 +266,7 @@ int main(int argc, char** argv) {
       {"fio", required_argument, nullptr, 'f'},       {"no-fio", no_argument, nullptr, 'F'},
       {"meta-bin", required_argument, nullptr, 'm'},  {"tractserver-bin", required_argument, nullptr, 't'},
       {"keep", no_argument, nullptr, 'k'},            {"help", no_argument, nullptr, 'h'},
+      {"job", required_argument, nullptr, 'j'},
       {nullptr, 0, nullptr, 0}};
   auto num = [](const char* s, long lo, long hi, const char* what) {
     char* end;
@@ -300,6 +310,7 @@ int main(int argc, char** argv) {
       case 'm': a.meta_bin = optarg; break;
       case 't': a.ts_bin = optarg; break;
       case 'k': a.keep = true; break;
+      case 'j': a.only.push_back(optarg); break;
       case 'h': Usage(stdout); return 0;
       default: Usage(stderr); return 2;
     }
