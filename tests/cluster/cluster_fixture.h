@@ -76,6 +76,10 @@ class ClusterTest : public ::testing::Test {
     o.servers = servers;
     o.heartbeat_timeout_ms = heartbeat_timeout_ms;
     o.server_args = std::move(server_args);
+    // Printed up front so that a test killed by its timeout still says
+    // where its logs are.
+    printf("cluster directory: %s\n", root_.c_str());
+    fflush(stdout);
     Status why;
     auto c = LocalCluster::Start(o, &why);
     ASSERT_TRUE(c.ok()) << why.ToString();
