@@ -82,7 +82,7 @@ void LogDevice::StartCheckpoint(Done done) {
   h.pos_step = pos.step;
   h.last_durable_epoch = last_durable_epoch();
   h.body_bytes = g_.body_bytes;
-  if (ckpt_buf_.size() != g_.slot_bytes) ckpt_buf_ = AlignedBuffer(g_.slot_bytes);
+  ckpt_buf_ = AlignedBuffer(g_.slot_bytes);
   uint8_t* body = ckpt_buf_.data() + kLogPage;
   EncodeCheckpointBody(maps_, g_, body);
   h.body_sum = Checksum(body, g_.body_bytes);
@@ -91,6 +91,7 @@ void LogDevice::StartCheckpoint(Done done) {
   const uint64_t off = g_.SlotOffset(slot);
   auto finish = [this, h, slot, done = std::move(done)](int res) mutable {
     ckpt_in_flight_ = false;
+    ckpt_buf_ = AlignedBuffer();  // 4V + P/8 bytes: not kept between checkpoints
     if (res < 0) {
       c_.checkpoint_errors++;
       c_.errors++;

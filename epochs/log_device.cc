@@ -179,6 +179,18 @@ void LogDevice::Submit(uint64_t off, uint32_t len, const uint8_t* data, bool fua
   if (!opened_) return done(-EIO);
   if (failed_ < 0) return done(failed_);
   if (len == 0 || off + len > g_.volume_size) return done(-EINVAL);
+  if (len > info_.max_io) {
+    // Only trims and zeroes get here (writes are at most max_io): split so
+    // that no single request needs more than max_io worth of blocks.
+    auto j = std::make_shared<Join>();
+    j->done = std::move(done);
+    for (uint64_t pos = off; pos < off + len; pos += info_.max_io) {
+      j->pending++;
+      const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(info_.max_io, off + len - pos));
+      Submit(pos, n, data ? data + (pos - off) : nullptr, fua, [j](int res) { j->Arrive(res); });
+    }
+    return j->Arrive(0);
+  }
   auto r = std::make_unique<Request>();
   r->id = ++next_req_id_;
   r->epoch = cur_epoch_;

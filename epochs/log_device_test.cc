@@ -514,6 +514,44 @@ TEST(LogDevice, WriteErrorsAreRetriedThenFailTheEngine) {
   EXPECT_EQ(got, d);
 }
 
+TEST(LogDevice, CorruptBaseFailsThePartialWrite) {
+  const uint64_t size = 16 * 4096;
+  auto g = *LogGeometry::For(size, 4096);
+  MemoryBlobIo blob(g.blob_bytes);
+  auto dev = OpenDevice(Vol(size, 4096), blob);
+  ASSERT_TRUE(dev);
+  std::vector<uint8_t> d(4096, 7);
+  ASSERT_EQ(Sync(blob, [&](auto done) { dev->Write(0, 4096, d.data(), false, done); }), 0);
+  ASSERT_EQ(Sync(blob, [&](auto done) { dev->Quiesce(done); }), 0);
+  // Flip a data byte of every physical block: the one holding block 0 now
+  // fails its checksum when read before a partial write.
+  std::vector<uint8_t> img = blob.durable();
+  for (uint64_t p = 0; p < g.pblocks; ++p) img[g.BlockOffset(p) + 5] ^= 0xff;
+  MemoryBlobIo bad(img, 1);
+  auto dev2 = OpenDevice(Vol(size, 4096), bad);
+  ASSERT_TRUE(dev2);
+  EXPECT_EQ(Sync(bad, [&](auto done) { dev2->Write(100, 10, d.data(), false, done); }), -EIO);
+  EXPECT_EQ(dev2->counters().errors, 1u);
+  // Whole-block writes need no base and go on.
+  EXPECT_EQ(Sync(bad, [&](auto done) { dev2->Write(0, 4096, d.data(), false, done); }), 0);
+}
+
+TEST(LogDevice, HugeTrimIsSplit) {
+  const uint64_t size = 8192ull * 4096;  // 32 MiB, 8192 blocks
+  auto g = *LogGeometry::For(size, 4096);
+  MemoryBlobIo blob(g.blob_bytes);
+  EngineOptions opts;
+  opts.max_buffered_bytes = 1 << 20;
+  auto dev = OpenDevice(Vol(size, 4096), blob, opts);
+  ASSERT_TRUE(dev);
+  std::vector<uint8_t> d(4096, 7);
+  ASSERT_EQ(Sync(blob, [&](auto done) { dev->Write(size - 4096, 4096, d.data(), false, done); }), 0);
+  ASSERT_EQ(Sync(blob, [&](auto done) { dev->Trim(0, static_cast<uint32_t>(size), done); }), 0);
+  blob.RunAll();
+  EXPECT_EQ(dev->counters().unmaps_logged, 8192u);
+  EXPECT_EQ(ReadAll(*dev, blob), std::vector<uint8_t>(size, 0));
+}
+
 TEST(LogDevice, ReadOnlyOpenAndMakeEngine) {
   const uint64_t size = 16 * 4096;
   VolumeInfo vol = Vol(size, 4096);
