@@ -52,7 +52,11 @@ void LogDevice::MaybeCheckpoint() {
     return;
   }
   if (!progress) return;
-  if (!ckpt_waiters_.empty() || ckpt_wanted_ || half_lap) {
+  // Periodic checkpoints pay for themselves: only once rolling forward over
+  // the steps since the last one would read more than a checkpoint writes.
+  const bool due = ckpt_timer_due_ && (pos.step - ckpt_step_) * g_.expanded >= g_.slot_bytes;
+  if (!ckpt_waiters_.empty() || ckpt_wanted_ || half_lap || due) {
+    ckpt_timer_due_ = false;
     std::vector<Done> waiters;
     waiters.swap(ckpt_waiters_);
     StartCheckpoint([this, waiters = std::move(waiters)](int res) mutable {
@@ -116,7 +120,7 @@ void LogDevice::ArmTimer() {
   if (!opts_.loop || info_.read_only || opts_.checkpoint_interval_ms == 0) return;
   timer_ = opts_.loop->AddTimer(uint64_t{opts_.checkpoint_interval_ms} * 1'000'000, [this] {
     timer_ = {};
-    ckpt_wanted_ = true;  // MaybeCheckpoint() skips it if nothing was applied
+    ckpt_timer_due_ = true;
     Pump();
     ArmTimer();
   });

@@ -42,10 +42,12 @@
 //   request larger than that is admitted alone), and writes more than
 //   opts.max_unretired_epochs epochs ahead of last_durable_epoch() wait.
 //   Waiting requests are queued in arrival order, never dropped.
-// - Checkpoints (checkpoint.cc) every opts.checkpoint_interval_ms when
-//   opts.loop is set, when the writer has gone half a lap of the permutation
-//   past the last one, in Quiesce() and on request (Checkpoint()). They only
-//   describe applied (durable) state.
+// - Checkpoints (checkpoint.cc): when the writer has gone half a lap of the
+//   permutation past the last one, in Quiesce(), on request (Checkpoint()),
+//   and every opts.checkpoint_interval_ms when opts.loop is set — the
+//   periodic one only once the steps applied since the last checkpoint hold
+//   more bytes than a checkpoint (4V + P/8), so that it shortens recovery
+//   by more than it costs. They only describe applied (durable) state.
 // - Open() (log_recovery.cc) loads the newest valid checkpoint and rolls
 //   forward (see there for the prefix-consistency and idempotence
 //   argument), then writes a checkpoint with a new generation before any
@@ -53,7 +55,8 @@
 // - Errors: a block write is retried (kMaxAttempts); if it still fails the
 //   engine fails: further writes, flushes and Quiesce() return the error,
 //   reads go on. A read-before-write that fails fails its write (-EIO).
-// Loop thread only, like every BlockDevice.
+// Loop thread only, like every BlockDevice. Destroy it only with no IO in
+// flight (after Quiesce() and the last reply).
 #pragma once
 
 #include <deque>
@@ -203,7 +206,9 @@ class LogDevice : public Engine {
   uint64_t ckpt_seq_ = 0;   // of the newest durable checkpoint
   unsigned ckpt_slot_ = 1;  // its slot; the next goes to the other
   uint64_t ckpt_step_ = 0;  // its position: the writer stays within P steps of it
-  bool ckpt_in_flight_ = false, ckpt_wanted_ = false;
+  bool ckpt_in_flight_ = false;
+  bool ckpt_wanted_ = false;     // the lap rule is holding the writer back
+  bool ckpt_timer_due_ = false;  // the interval has passed
   int ckpt_failures_ = 0;
   std::vector<Done> ckpt_waiters_;  // want a checkpoint started after they asked
   AlignedBuffer ckpt_buf_;
