@@ -41,7 +41,9 @@
 //   read-before-write bases stay under opts.max_buffered_bytes (a single
 //   request larger than that is admitted alone), and writes more than
 //   opts.max_unretired_epochs epochs ahead of last_durable_epoch() wait.
-//   Waiting requests are queued in arrival order, never dropped.
+//   Waiting requests are queued in arrival order, never dropped. Outside
+//   that bound: the maps (4V + P/8 bytes), and while a checkpoint is being
+//   written a copy of them.
 // - Checkpoints (checkpoint.cc): when the writer has gone half a lap of the
 //   permutation past the last one, in Quiesce(), on request (Checkpoint()),
 //   and every opts.checkpoint_interval_ms when opts.loop is set — the
