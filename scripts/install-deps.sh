@@ -7,7 +7,7 @@ pkgs=(
   meson ninja-build pkg-config g++ clang libclang-rt-14-dev
   liburing-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev
   libfuse3-dev fuse3
-  fio nbdkit qemu-utils libnbd-bin nbd-client e2fsprogs sqlite3 util-linux
+  fio nbdkit qemu-utils bc libnbd-bin nbd-client e2fsprogs sqlite3 util-linux
 )
 missing=()
 for p in "${pkgs[@]}"; do
