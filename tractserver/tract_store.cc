@@ -57,8 +57,9 @@ std::string TractStore::BlobDir(uint64_t hi, uint64_t lo) const {
 Result<Tract*> TractStore::Get(const TractKey& key, uint32_t tract_size, bool create) {
   auto it = tracts_.find(key);
   if (it != tracts_.end()) {
-    if (it->second->tract_size() != tract_size) return Result<Tract*>::error(-EINVAL);
-    return it->second.get();
+    if (it->second.tract->tract_size() != tract_size) return Result<Tract*>::error(-EINVAL);
+    lru_.splice(lru_.end(), lru_, it->second.lru);  // most recently used
+    return it->second.tract.get();
   }
   std::string dir = BlobDir(key.hi, key.lo);
   std::string base = dir + "/" + std::to_string(key.tract);
@@ -81,8 +82,8 @@ Result<Tract*> TractStore::Get(const TractKey& key, uint32_t tract_size, bool cr
     if (r < 0) return Result<Tract*>::error(r);
   }
   Tract* raw = t->get();
-  tracts_.emplace(key, std::move(*t));
   lru_.push_back(key);
+  tracts_.emplace(key, Slot{std::move(*t), std::prev(lru_.end())});
   stats_.open_tracts = tracts_.size();
   MaybeEvict(key);
   return raw;
@@ -91,16 +92,14 @@ Result<Tract*> TractStore::Get(const TractKey& key, uint32_t tract_size, bool cr
 void TractStore::MaybeEvict(const TractKey& keep) {
   // Close idle tracts beyond the bound; busy ones are skipped (and retried
   // on the next open), and so is the tract just opened for the caller.
-  size_t scan = lru_.size();
-  while (tracts_.size() > opts_.max_open_tracts && scan-- > 0) {
-    TractKey k = lru_.front();
-    lru_.pop_front();
-    auto it = tracts_.find(k);
-    if (it == tracts_.end()) continue;
-    if (k == keep || it->second->busy()) {
-      lru_.push_back(k);
+  auto pos = lru_.begin();
+  while (tracts_.size() > opts_.max_open_tracts && pos != lru_.end()) {
+    auto it = tracts_.find(*pos);
+    if (*pos == keep || it->second.tract->busy()) {
+      ++pos;
       continue;
     }
+    pos = lru_.erase(pos);
     tracts_.erase(it);
   }
   stats_.open_tracts = tracts_.size();
@@ -152,13 +151,16 @@ void TractStore::StatTract(const TractKey& key, uint32_t tract_size, ReadDone do
 }
 
 int TractStore::DeleteBlob(uint64_t hi, uint64_t lo) {
-  for (auto& [k, t] : tracts_)
-    if (k.hi == hi && k.lo == lo && t->busy()) return -EBUSY;
+  for (auto& [k, slot] : tracts_)
+    if (k.hi == hi && k.lo == lo && slot.tract->busy()) return -EBUSY;
   for (auto it = tracts_.begin(); it != tracts_.end();) {
-    if (it->first.hi == hi && it->first.lo == lo) it = tracts_.erase(it);
-    else ++it;
+    if (it->first.hi == hi && it->first.lo == lo) {
+      lru_.erase(it->second.lru);
+      it = tracts_.erase(it);
+    } else {
+      ++it;
+    }
   }
-  lru_.remove_if([&](const TractKey& k) { return k.hi == hi && k.lo == lo; });
   stats_.open_tracts = tracts_.size();
   std::string dir = BlobDir(hi, lo);
   DIR* d = opendir(dir.c_str());
@@ -197,7 +199,7 @@ std::vector<tractproto::TractEntry> TractStore::ListTracts(uint64_t hi, uint64_t
       uint32_t alloc = 0;
       auto it = tracts_.find(TractKey{bh, bl, tract});
       if (ok && it != tracts_.end()) {
-        alloc = it->second->allocated_chunks();
+        alloc = it->second.tract->allocated_chunks();
       } else if (ok) {
         std::vector<ChunkEntry> ents(h.nchunks);
         if (pread(fd, ents.data(), ents.size() * sizeof(ChunkEntry), kMetaHeaderSize) > 0)

@@ -99,7 +99,11 @@ class TractStore {
   Options opts_;
   int lock_fd_ = -1;
   StoreStats stats_;
-  std::unordered_map<TractKey, std::unique_ptr<Tract>, TractKeyHash> tracts_;
+  struct Slot {
+    std::unique_ptr<Tract> tract;
+    std::list<TractKey>::iterator lru;  // position in lru_ (front = least recent)
+  };
+  std::unordered_map<TractKey, Slot, TractKeyHash> tracts_;
   std::list<TractKey> lru_;
 };
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <random>
 
 #include "tractserver/tract.h"
@@ -24,6 +25,10 @@ class StoreTest : public ::testing::Test {
     dir_ = mkdtemp(t);
     loop_ = std::move(Loop::Create(64).value());
     Reopen();
+  }
+  void TearDown() override {
+    store_.reset();
+    if (!HasFailure()) std::filesystem::remove_all(dir_);  // kept for inspection on failure
   }
   void Reopen() {
     store_.reset();
