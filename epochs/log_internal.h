@@ -15,6 +15,17 @@
 
 namespace flurry {
 
+// Fan-in of several completions into one callback.
+struct LogJoin {
+  int pending = 1;  // held by the issuer until every part is issued
+  int err = 0;
+  BlockDevice::Done done;
+  void Arrive(int res) {
+    if (res < 0 && err == 0) err = res;
+    if (--pending == 0) done(err);
+  }
+};
+
 // One expanded-block write: from admission (a step and a physical block are
 // allocated, the write is issued) until it is applied to the maps.
 struct LogDevice::BlockOp {
