@@ -74,7 +74,9 @@ void FastAckDevice::Accept(Admit a) {
 
 void FastAckDevice::Issue(const EntryPtr& e) {
   epochs_[e->epoch].outstanding++;
-  lock_.Acquire(e->off, e->len, [this, e](RangeLock::Handle* h) {
+  // Whole 4 KiB chunks (see StripedBlob: partial chunks merge on the client).
+  uint64_t a = e->off / 4096 * 4096, b = (e->off + e->len + 4095) / 4096 * 4096;
+  lock_.Acquire(a, b - a, [this, e](RangeLock::Handle* h) {
     auto cb = [this, e, h](int res) { OnDurable(e, res, h); };
     if (e->kind == Kind::kWrite) blob_->Write(e->off, e->len, e->data.data(), cb);
     else blob_->Zero(e->off, e->len, e->kind == Kind::kZero, cb);

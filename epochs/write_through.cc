@@ -18,7 +18,10 @@ WriteThroughDevice::WriteThroughDevice(const VolumeInfo& vol, BlobIo* blob, bool
 
 void WriteThroughDevice::Locked(uint64_t off, uint64_t len, std::function<void(Done)> op, Done done) {
   if (lock_.held() > 0) counters_.overlap_waits++;  // approximate: any contention
-  lock_.Acquire(off, len, [this, op = std::move(op), done = std::move(done)](RangeLock::Handle* h) mutable {
+  // Whole 4 KiB chunks: StripedBlob merges partial chunks on the client, so
+  // two writes sharing a chunk must not be in flight together.
+  uint64_t a = off / 4096 * 4096, b = (off + len + 4095) / 4096 * 4096;
+  lock_.Acquire(a, b - a, [this, op = std::move(op), done = std::move(done)](RangeLock::Handle* h) mutable {
     op([this, h, done = std::move(done)](int res) {
       lock_.Release(h);
       if (res < 0) counters_.errors++;

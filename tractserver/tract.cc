@@ -342,10 +342,15 @@ void Tract::StartWrite(WriteOp* op) {
   auto commit = [this, op](int res) {
     if (res < 0) return FinishWrite(op, res);
     // Which chunks to write: all, or (fill) only those not yet allocated.
+    // A FILL never touches a chunk this server already has, nor one a
+    // client trimmed here: both are newer than the copy being filled in.
+    auto keep = [&](uint32_t c) {
+      return (op->flags & tractproto::kFlagFill) && (allocated(c) || (entries_[c].flags & kChunkTrimmed));
+    };
     for (uint32_t c = op->c0; c < op->c1;) {
-      if ((op->flags & tractproto::kFlagFill) && allocated(c)) { ++c; continue; }
+      if (keep(c)) { ++c; continue; }
       uint32_t e = c;
-      while (e < op->c1 && !((op->flags & tractproto::kFlagFill) && allocated(e))) ++e;
+      while (e < op->c1 && !keep(e)) ++e;
       op->runs.emplace_back(c, e);
       c = e;
     }
@@ -417,7 +422,7 @@ void Tract::FinishWrite(WriteOp* op, int res) {
       for (uint32_t c = a; c < b; ++c) {
         ChunkEntry& e = entries_[c];
         e.flags ^= kChunkCur1;
-        e.flags = (e.flags | kChunkAllocated) & ~kChunkPending;
+        e.flags = (e.flags | kChunkAllocated) & ~(kChunkPending | kChunkTrimmed);
         SealEntry(&e, c);
       }
     }
@@ -445,7 +450,11 @@ void Tract::Deallocate(uint32_t c0, uint32_t c1, Done done) {
   auto lock = std::make_shared<RangeLock*>(nullptr);
   *lock = Lock(c0, c1, true, [this, lock, c0, c1, done = std::move(done)]() mutable {
     {
-      for (uint32_t c = c0; c < c1; ++c) entries_[c] = ChunkEntry{};
+      for (uint32_t c = c0; c < c1; ++c) {
+        entries_[c] = ChunkEntry{};
+        entries_[c].flags = kChunkTrimmed;  // a tombstone that FILL writes respect
+        SealEntry(&entries_[c], c);
+      }
       WriteEntries(c0, c1, true, [this, lock, c0, c1, done = std::move(done)](int r) mutable {
         auto finish = [this, lock, done = std::move(done)](int res) {
           Unlock(*lock);

@@ -46,6 +46,7 @@ enum ChunkFlags : uint32_t {
   kChunkAllocated = 1u << 0,
   kChunkCur1 = 1u << 1,     // current slot is sum[1] (else sum[0])
   kChunkPending = 1u << 2,  // a write to slot !cur may have reached the data
+  kChunkTrimmed = 1u << 3,  // deallocated by a client trim: re-replication (FILL) keeps it a hole
 };
 
 struct ChunkEntry {

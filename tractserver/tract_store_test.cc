@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -249,6 +250,28 @@ TEST_F(StoreTest, EvictionSparesTheTractJustOpened) {
     });
     Wait(&done);
   }
+}
+
+// Re-replication writes with FILL: they fill holes, but never overwrite a
+// chunk the server already has or one a client trimmed (tombstone).
+TEST_F(StoreTest, FillWritesOnlyFillChunksNeitherWrittenNorTrimmed) {
+  ASSERT_EQ(Write(0, Pattern(4096, 1)), 0);          // chunk 0: client data
+  ASSERT_EQ(Write(8192, Pattern(4096, 2)), 0);       // chunk 2: written ...
+  ASSERT_EQ(Zero(8192, 4096, false), 0);             // ... then trimmed
+  ASSERT_EQ(Write(0, Pattern(16384, 9), tractproto::kFlagFill), 0);  // stale copy of chunks 0..3
+  std::vector<uint8_t> out, bm;
+  ASSERT_EQ(Read(0, 16384, &out, &bm), 0);
+  auto fill = Pattern(16384, 9);
+  auto c0 = Pattern(4096, 1);
+  EXPECT_TRUE(std::equal(out.begin(), out.begin() + 4096, c0.begin())) << "written chunk kept";
+  EXPECT_TRUE(std::equal(out.begin() + 4096, out.begin() + 8192, fill.begin() + 4096)) << "hole filled";
+  EXPECT_EQ(std::vector<uint8_t>(out.begin() + 8192, out.begin() + 12288), std::vector<uint8_t>(4096, 0))
+      << "trimmed chunk must stay a hole";
+  EXPECT_EQ(bm[0], 0b1011);
+  Reopen();  // the tombstone is durable
+  ASSERT_EQ(Write(8192, Pattern(4096, 7), tractproto::kFlagFill), 0);
+  ASSERT_EQ(Read(8192, 4096, &out), 0);
+  EXPECT_EQ(out, std::vector<uint8_t>(4096, 0));
 }
 
 TEST_F(StoreTest, SecondServerOnSameDirIsRefused) {
