@@ -202,6 +202,35 @@ TEST(CheckerPrefix, FuaAcknowledgedWritesMustSurvive) {
   EXPECT_TRUE(Check(t.h, {a, f, kZero}, Invariant::kPrefix).ok);
 }
 
+TEST(Checker, TrimsAndZeroesReadBackAsZeros) {
+  H t(2);
+  uint64_t a = t.Add(0, 2, 0);
+  t.Add(0, 1, 0);
+  t.h.writes.back().kind = WriteKind::kTrim;
+  EXPECT_TRUE(Check(t.h, {kZero, a}, Invariant::kWriteThrough).ok);
+  CheckResult r = Check(t.h, {a, a}, Invariant::kWriteThrough);
+  EXPECT_FALSE(r.ok) << "the acknowledged trim is lost";
+  EXPECT_TRUE(Mentions(r, "trim #"));
+}
+
+TEST(CheckerPrefix, ZerosMayBeTheBaselineOrAZeroWrite) {
+  // Sector 0: zeros at first, written (epoch 0), zeroed (epoch 1). Zeros
+  // there fit R = -1 (nothing) or R >= 1 (the zero landed), not R = 0.
+  H t(2);
+  t.Add(0, 1, 0);
+  t.Add(0, 1, 1);
+  t.h.writes.back().kind = WriteKind::kZero;
+  uint64_t b = t.Add(1, 1, 1);
+  uint64_t c = t.Add(1, 1, 2);
+  EXPECT_TRUE(Check(t.h, {kZero, kZero}, Invariant::kPrefix).ok);  // R = -1
+  EXPECT_TRUE(Check(t.h, {kZero, b}, Invariant::kPrefix).ok);      // R = 0 or 1: the zero of epoch 1 landed
+  CheckResult r = Check(t.h, {kZero, c}, Invariant::kPrefix);      // R >= 1
+  EXPECT_TRUE(r.ok);
+  EXPECT_EQ(r.r, 2);
+  uint64_t a = t.h.writes[0].id;
+  EXPECT_FALSE(Check(t.h, {a, c}, Invariant::kPrefix).ok) << "epoch 1's zero is missing under epoch 2's write";
+}
+
 TEST(Checker, SizeMismatchIsAViolation) {
   H t(4);
   EXPECT_FALSE(Check(t.h, {kZero}, Invariant::kPrefix).ok);

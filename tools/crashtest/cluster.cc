@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -195,7 +196,14 @@ Status ProcCluster::StartServer(int i, uint16_t port) {
       ts_[i].port = static_cast<uint16_t>(atoi(s.c_str()));
       return Status::Ok();
     }
-    if (waitpid(*pid, nullptr, WNOHANG) == *pid) break;
+    if (waitpid(*pid, nullptr, WNOHANG) == *pid) {
+      Forget(*pid);
+      ts_[i].pid = -1;
+      std::string tail = LogTail("ts" + std::to_string(i), 1);
+      if (tail.find("Address already in use") != std::string::npos)
+        return Status::Error(-EADDRINUSE, "flurry-tractserver " + std::to_string(i) + ": port in use");
+      break;
+    }
     SleepMs(10);
   }
   return Status::Error(-EIO, "flurry-tractserver " + std::to_string(i) + " did not start:\n" +
@@ -213,7 +221,18 @@ Status ProcCluster::KillServer(int i) {
 
 Status ProcCluster::RestartServer(int i) {
   if (ts_[i].pid >= 0) return Status::Error(-EBUSY, "tract server " + std::to_string(i) + " is running");
-  return StartServer(i, ts_[i].port);
+  // Its old port may be briefly (or, if another socket took it as an
+  // ephemeral port, lastingly) in use: retry, then take a new port (meta
+  // then publishes the new address; the directory keeps its identity).
+  Status s;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    s = StartServer(i, ts_[i].port);
+    if (s.ok() || s.code() != -EADDRINUSE) return s;
+    SleepMs(100);
+  }
+  fprintf(stderr, "flurry-crashtest: port %u of tract server %d stays in use; restarting it on a new port\n",
+          ts_[i].port, i);
+  return StartServer(i, 0);
 }
 
 Status ProcCluster::StartDisk(const std::string& volume, Disk* d, int timeout_ms) {

@@ -11,7 +11,8 @@
 // - a FLUSH is sent only when no write is in flight, and no write is sent
 //   until the FLUSH is acknowledged, so a write's epoch (the number of
 //   FLUSHes acknowledged before it was sent) is unambiguous;
-// - every write stamps each of its sectors with its own id.
+// - every data write stamps each of its sectors with its own id; trims and
+//   zeroes (also "writes" here) leave zeros.
 #pragma once
 
 #include <cstdint>
@@ -25,8 +26,13 @@ enum class WriteState : uint8_t {
   kFailed,    // replied with an error: may or may not have landed
 };
 
+// Trim and Zero are "writes" of zeros: flurry promises that both read back
+// as zeros (BlockDevice allows anything after a trim; flurry is stricter).
+enum class WriteKind : uint8_t { kData, kTrim, kZero };
+
 struct WriteRec {
-  uint64_t id = 0;        // stamp id (> 0)
+  uint64_t id = 0;        // stamp id (> 0); data writes stamp it, trims and zeroes leave zeros
+  WriteKind kind = WriteKind::kData;
   uint64_t sector = 0;    // first sector
   uint32_t sectors = 0;   // length in sectors
   int64_t epoch = 0;      // FLUSHes acknowledged before it was sent
@@ -34,6 +40,8 @@ struct WriteRec {
   WriteState state = WriteState::kInFlight;
   uint64_t ack_seq = 0;       // position among acknowledgements (1, 2, ...), 0 if none
   uint64_t sent_ack_seq = 0;  // acknowledgements seen when it was sent
+  // What its sectors read back as: the id, or kZero (stamp.h) for trims and zeroes.
+  uint64_t value() const { return kind == WriteKind::kData ? id : 0; }
 };
 
 struct History {

@@ -115,8 +115,20 @@ class StateRunner {
     return 0;
   }
 
-  // Runs the workload for up to `actions` steps on `in`.
-  void RunWorkload(Instance& in, uint32_t actions) {
+  // True if the engine answers nothing more although requests are waiting
+  // and the blob has nothing left to complete (given ~200 ms for timers).
+  bool Stalled(Instance& in) {
+    uint64_t before = wl_.replies();
+    for (int i = 0; i < 200; ++i) {
+      in.loop->RunOnce(i == 0 ? 0 : 1);
+      if (wl_.replies() != before || in.blob->pending() > 0) return false;
+    }
+    return true;
+  }
+
+  // Runs the workload for up to `actions` steps on `in`. Returns false if
+  // the engine stopped making progress (*stall says how).
+  bool RunWorkload(Instance& in, uint32_t actions, std::string* stall) {
     std::uniform_real_distribution<double> u(0, 1);
     for (uint32_t a = 0; a < actions; ++a) {
       double x = u(rng_);
@@ -125,6 +137,12 @@ class StateRunner {
         if (op.kind != Op::kNone) {
           Issue(in, op);
           continue;
+        }
+        if (in.blob->pending() == 0 && Stalled(in)) {
+          *stall = "the engine stopped answering: " + std::to_string(wl_.writes_in_flight()) +
+                   " writes" + (wl_.flush_in_flight() ? " and a flush" : "") + (quiescing_ ? " and a quiesce" : "") +
+                   " wait for replies, no blob write is outstanding, and nothing happened for 200 ms";
+          return false;
         }
       } else if (x < 0.5 + o_.quiesce_rate && !quiescing_) {
         quiescing_ = true;
@@ -139,6 +157,7 @@ class StateRunner {
       in.blob->Step();
       if (a % 64 == 63) in.loop->RunOnce(0);
     }
+    return true;
   }
 
   void Issue(Instance& in, const Op& op) {
@@ -154,6 +173,16 @@ class StateRunner {
           wl_.WriteDone(w, r);
           bufs_.erase(k);
         });
+        break;
+      }
+      case Op::kTrim:
+      case Op::kZero: {
+        size_t w = op.write;
+        auto done = [this, alive, w](int r) {
+          if (*alive) wl_.WriteDone(w, r);
+        };
+        if (op.kind == Op::kTrim) in.engine->Trim(op.off, op.len, done);
+        else in.engine->Zero(op.off, op.len, op.may_trim, false, done);
         break;
       }
       case Op::kFlush:
@@ -176,6 +205,43 @@ class StateRunner {
     }
   }
 
+  // Starts a recovery from `image`, crashes it after a random number of
+  // blob completions (if it is still running then), recovers from that and
+  // checks the invariant. *what is empty, or the violation.
+  int CrashDuringRecovery(std::vector<uint8_t> image, Invariant inv, CrashStats* st, std::string* what,
+                          std::string* why) {
+    Instance part;
+    if (int r = Make(std::move(image), &part, why); r < 0) return r;
+    int res = 1;
+    part.engine->Open([&res](int r) { res = r; });
+    uint32_t budget = std::uniform_int_distribution<uint32_t>(0, 4)(rng_);
+    for (uint32_t i = 0; i < budget && res == 1; ++i)
+      if (!part.blob->Step()) {
+        part.loop->RunOnce(0);
+        if (part.blob->pending() == 0) break;
+      }
+    if (res != 1 || part.blob->pending() == 0) return 0;  // recovery wrote nothing more to crash in
+    std::vector<uint8_t> img = part.blob->CrashImage(rng_);
+    part.Reset();
+    Instance again;
+    if (int r = Make(std::move(img), &again, why); r < 0) return r;
+    std::vector<uint64_t> seen;
+    int e = Open(again);
+    if (e == 0) e = ReadAll(again, &seen);
+    st->recovery_crash_checks++;
+    if (e < 0) {
+      st->recovery_crash_failures++;
+      *what = "recovery after a crash during recovery failed: " + errstr(e);
+      return 0;
+    }
+    CheckResult c = Check(wl_.history(), seen, inv, 2);
+    if (!c.ok) {
+      st->recovery_crash_failures++;
+      *what = "after a crash during recovery: " + (c.details.empty() ? std::string("violation") : c.details[0]);
+    }
+    return 0;
+  }
+
   // One chain of `crashes` crash states. Returns 0 or a harness error
   // (-EOPNOTSUPP: no engine for the mode).
   int Run(uint64_t index, int crashes, CrashStats* st, std::string* why) {
@@ -194,7 +260,8 @@ class StateRunner {
       std::string ctx = ctx0 + " crash " + std::to_string(g);
       uint32_t crash_at = std::uniform_int_distribution<uint32_t>(0, o_.max_actions)(rng_);
       uint64_t reads_bad0 = wl_.read_violations();
-      RunWorkload(live, crash_at);
+      std::string stall;
+      bool live_ok = RunWorkload(live, crash_at, &stall);
       std::vector<uint8_t> image = live.blob->CrashImage(rng_);
       *alive_ = false;  // callbacks of the dead engine are ignored from here on
       alive_ = std::make_shared<bool>(true);
@@ -206,6 +273,9 @@ class StateRunner {
       st->errors += wl_.failed_ops() - failed0_;
       failed0_ = wl_.failed_ops();
 
+      // Half the time, also crash in the middle of a recovery from this image.
+      std::vector<uint8_t> image_copy;
+      if (rng_() & 1) image_copy = image;
       Instance rec;
       if ((r = Make(std::move(image), &rec, why)) < 0) return r;
       CheckResult res;
@@ -220,6 +290,10 @@ class StateRunner {
       }
       res = Check(wl_.history(), seen, o_.mode == WriteMode::kWriteThrough ? Invariant::kWriteThrough
                                                                            : Invariant::kPrefix);
+      if (!live_ok) {
+        res.ok = false;
+        res.details.push_back(stall + " (crashed there)");
+      }
       if (uint64_t bad = wl_.read_violations() - reads_bad0; bad > 0) {
         res.ok = false;
         res.bad_sectors += bad;
@@ -228,6 +302,15 @@ class StateRunner {
       st->read_checks += wl_.read_checks() - reads0_;
       reads0_ = wl_.read_checks();
       st->read_violations += wl_.read_violations() - reads_bad0;
+      Invariant inv = o_.mode == WriteMode::kWriteThrough ? Invariant::kWriteThrough : Invariant::kPrefix;
+      if (!image_copy.empty()) {
+        std::string what;
+        if ((r = CrashDuringRecovery(std::move(image_copy), inv, st, &what, why)) < 0) return r;
+        if (!what.empty()) {
+          res.ok = false;
+          res.details.push_back(what);
+        }
+      }
       // Crash again right after recovery: the recovery must be idempotent.
       {
         Instance again;
@@ -307,6 +390,10 @@ int RunInproc(const InprocOptions& o, CrashStats* st, std::string* why) {
       st->first_violations[k] += "  [reproduce with the same options plus --only-chain " + std::to_string(index) +
                                  "]";
     if (o.only_chain != ~0ull || st->crashes == done0) break;
+    if (st->violating >= o.max_violations) {
+      st->stopped_early = true;
+      break;
+    }
   }
   st->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return 0;

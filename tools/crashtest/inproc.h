@@ -43,6 +43,7 @@ struct InprocOptions {
   double quiesce_rate = 0.005;       // Engine::Quiesce() per action
   uint32_t checkpoint_ms = 0;        // EngineOptions::checkpoint_interval_ms (0: the engine's default)
   uint64_t max_buffered = 0;         // EngineOptions::max_buffered_bytes (0: default)
+  uint64_t max_violations = 20;      // stop the mode after this many violating crash states
   WorkloadOptions wl;
   bool verbose = false;
   // Builds the engine (default: MakeEngine). Tests plant broken engines

@@ -79,6 +79,9 @@ void Usage(FILE* f) {
           "  --flush-rate P     probability of a FLUSH per request (default 0.05)\n"
           "  --fua-rate P       probability of FUA per write (default 0.03)\n"
           "  --read-rate P      probability of a checked read per request (default 0.05)\n"
+          "  --trim-rate P      probability of a trim per request (default 0.02)\n"
+          "  --zero-rate P      probability of a write-zeroes per request (default 0.02)\n"
+          "  --max-violations N stop a mode after N violating crashes (default 20)\n"
           "  -v, --verbose      one line per crash\n"
           "  -h, --help         this text\n"
           "options (inproc):\n"
@@ -134,7 +137,7 @@ int main(int argc, char** argv) {
   uint64_t seed = 1, size = nbd ? 64u << 20 : 4u << 20, block = 64u << 10;
   uint64_t states = 1000, generations = 2, max_actions = 600, only_chain = ~0ull, checkpoint_ms = 0,
            max_buffered = 0;
-  uint64_t kills = 10, kill_min = 20, kill_max = 500;
+  uint64_t kills = 10, kill_min = 20, kill_max = 500, max_violations = 20;
   bool kill_ts = false, keep = false, verbose = false;
   double quiesce_rate = 0.005;
   WorkloadOptions wl;
@@ -142,21 +145,23 @@ int main(int argc, char** argv) {
   wl.depth = nbd ? 16 : 8;
   wl.hot_bytes = nbd ? 4u << 20 : 256u << 10;
   enum {
-    kMode = 1000, kSeed, kSize, kBlock, kMaxWrite, kDepth, kFlushRate, kFuaRate, kReadRate, kStates, kGen,
-    kMaxActions, kQuiesce, kCheckpoint, kMaxBuffered, kOnly, kKills, kKillTs, kKillMin, kKillMax, kDir, kKeep
+    kMode = 1000, kSeed, kSize, kBlock, kMaxWrite, kDepth, kFlushRate, kFuaRate, kReadRate, kTrimRate, kZeroRate, kStates, kGen,
+    kMaxActions, kQuiesce, kCheckpoint, kMaxBuffered, kOnly, kKills, kKillTs, kKillMin, kKillMax, kDir, kKeep, kMaxViol
   };
   static const option longopts[] = {
       {"mode", required_argument, nullptr, kMode},         {"seed", required_argument, nullptr, kSeed},
       {"size", required_argument, nullptr, kSize},         {"block", required_argument, nullptr, kBlock},
       {"max-write", required_argument, nullptr, kMaxWrite}, {"depth", required_argument, nullptr, kDepth},
       {"flush-rate", required_argument, nullptr, kFlushRate}, {"fua-rate", required_argument, nullptr, kFuaRate},
-      {"read-rate", required_argument, nullptr, kReadRate}, {"states", required_argument, nullptr, kStates},
+      {"read-rate", required_argument, nullptr, kReadRate},
+      {"trim-rate", required_argument, nullptr, kTrimRate}, {"zero-rate", required_argument, nullptr, kZeroRate}, {"states", required_argument, nullptr, kStates},
       {"generations", required_argument, nullptr, kGen},  {"max-actions", required_argument, nullptr, kMaxActions},
       {"quiesce-rate", required_argument, nullptr, kQuiesce}, {"checkpoint-ms", required_argument, nullptr, kCheckpoint},
       {"max-buffered", required_argument, nullptr, kMaxBuffered}, {"only-chain", required_argument, nullptr, kOnly},
       {"kills", required_argument, nullptr, kKills},      {"kill-tractserver", no_argument, nullptr, kKillTs},
       {"kill-min-ms", required_argument, nullptr, kKillMin}, {"kill-max-ms", required_argument, nullptr, kKillMax},
       {"dir", required_argument, nullptr, kDir},          {"keep", no_argument, nullptr, kKeep},
+      {"max-violations", required_argument, nullptr, kMaxViol},
       {"verbose", no_argument, nullptr, 'v'},             {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0}};
   const std::vector<int> inproc_only = {kStates, kGen, kMaxActions, kQuiesce, kCheckpoint, kMaxBuffered, kOnly};
@@ -190,6 +195,8 @@ int main(int argc, char** argv) {
       case kFlushRate: if (!ParseDouble(optarg, &wl.flush_rate)) return bad("flush-rate"); break;
       case kFuaRate: if (!ParseDouble(optarg, &wl.fua_rate)) return bad("fua-rate"); break;
       case kReadRate: if (!ParseDouble(optarg, &wl.read_rate)) return bad("read-rate"); break;
+      case kTrimRate: if (!ParseDouble(optarg, &wl.trim_rate)) return bad("trim-rate"); break;
+      case kZeroRate: if (!ParseDouble(optarg, &wl.zero_rate)) return bad("zero-rate"); break;
       case kStates: if (!ParseU64(optarg, &states) || states < 1) return bad("states"); break;
       case kGen: if (!ParseU64(optarg, &generations) || generations < 1 || generations > 1000) return bad("generations"); break;
       case kMaxActions: if (!ParseU64(optarg, &max_actions) || max_actions > 10000000) return bad("max-actions"); break;
@@ -203,6 +210,7 @@ int main(int argc, char** argv) {
       case kKillMax: if (!ParseU64(optarg, &kill_max) || kill_max > 600000) return bad("kill-max-ms"); break;
       case kDir: dir = optarg; break;
       case kKeep: keep = true; break;
+      case kMaxViol: if (!ParseU64(optarg, &max_violations) || max_violations < 1) return bad("max-violations"); break;
       case 'v': verbose = true; break;
       case 'h': Usage(stdout); return 0;
       default: Usage(stderr); return 2;
@@ -283,6 +291,7 @@ int main(int argc, char** argv) {
       o.kill_min_ms = static_cast<int>(kill_min);
       o.kill_max_ms = static_cast<int>(kill_max);
       o.kill_tractserver = kill_ts;
+      o.max_violations = max_violations;
       o.wl = wl;
       o.verbose = verbose;
       r = RunNbd(cluster.get(), o, &st, &why);
@@ -299,6 +308,7 @@ int main(int argc, char** argv) {
       o.quiesce_rate = quiesce_rate;
       o.checkpoint_ms = static_cast<uint32_t>(checkpoint_ms);
       o.max_buffered = max_buffered;
+      o.max_violations = max_violations;
       o.wl = wl;
       o.verbose = verbose;
       r = RunInproc(o, &st, &why);

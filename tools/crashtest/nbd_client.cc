@@ -100,6 +100,12 @@ void NbdClient::Write(uint64_t off, uint32_t len, const uint8_t* data, bool fua,
   Queue(kCmdWrite, fua ? kCmdFlagFua : 0, off, len, data, nullptr, std::move(done));
 }
 void NbdClient::Flush(Done done) { Queue(kCmdFlush, 0, 0, 0, nullptr, nullptr, std::move(done)); }
+void NbdClient::Trim(uint64_t off, uint32_t len, Done done) {
+  Queue(kCmdTrim, 0, off, len, nullptr, nullptr, std::move(done));
+}
+void NbdClient::WriteZeroes(uint64_t off, uint32_t len, bool no_hole, Done done) {
+  Queue(kCmdWriteZeroes, no_hole ? kCmdFlagNoHole : 0, off, len, nullptr, nullptr, std::move(done));
+}
 void NbdClient::Disconnect() { Queue(kCmdDisc, 0, 0, 0, nullptr, nullptr, nullptr); }
 
 int NbdClient::Fail(int err, std::string why) {

@@ -3,7 +3,7 @@
 // NbdClient: a minimal NBD client for the crash harness — fixed newstyle
 // handshake with NBD_OPT_GO (spec: NetworkBlockDevice/nbd doc/proto.md;
 // wire layouts in nbdserver/nbd_protocol.h), simple replies only (it never
-// asks for structured replies), pipelined READ/WRITE/FLUSH.
+// asks for structured replies), pipelined READ/WRITE/FLUSH/TRIM/WRITE_ZEROES.
 //
 // Contract
 // - Connect() is blocking (with a timeout) and fails with a sentence.
@@ -46,6 +46,9 @@ class NbdClient {
   void Read(uint64_t off, uint32_t len, uint8_t* buf, Done done);
   void Write(uint64_t off, uint32_t len, const uint8_t* data, bool fua, Done done);
   void Flush(Done done);
+  void Trim(uint64_t off, uint32_t len, Done done);
+  // NBD_CMD_WRITE_ZEROES; no_hole sets NBD_CMD_FLAG_NO_HOLE.
+  void WriteZeroes(uint64_t off, uint32_t len, bool no_hole, Done done);
   // Sends NBD_CMD_DISC once everything queued is sent (then Poll() until
   // it returns an error, or just destroy the client).
   void Disconnect();

@@ -7,6 +7,7 @@
 #include <memory>
 #include <random>
 
+#include "nbdserver/nbd_protocol.h"
 #include "tools/crashtest/checker.h"
 #include "tools/crashtest/nbd_client.h"
 #include "tools/crashtest/stamp.h"
@@ -44,13 +45,20 @@ class NbdCampaign {
     std::vector<uint64_t> baseline;
     if (int r = Connect(&baseline, why); r < 0) return r;
     uint64_t tag = rng_() | 1;
-    wl_ = std::make_unique<Workload>(o_.wl, o_.size, tag, rng_());
+    WorkloadOptions wo = o_.wl;
+    if (!(client_->transmission_flags() & nbd::kTxSendTrim)) wo.trim_rate = 0;
+    if (!(client_->transmission_flags() & nbd::kTxSendWriteZeroes)) wo.zero_rate = 0;
+    wl_ = std::make_unique<Workload>(wo, o_.size, tag, rng_());
     // A fresh volume reads as zeros; whatever it holds is the baseline.
     wl_->StartGeneration(std::move(baseline));
     auto t0 = Clock::now();
     for (uint64_t k = 0; k < o_.kills; ++k) {
       int r = OneKill(k, why);
       if (r < 0) return r;
+      if (st_->violating >= o_.max_violations) {
+        st_->stopped_early = true;
+        break;
+      }
     }
     st_->seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     client_.reset();
@@ -107,6 +115,22 @@ class NbdCampaign {
                     (unsigned long long)rec.sector * kSector, rec.sectors * kSector, (long long)rec.epoch,
                     rec.fua ? 1 : 0, r);
         });
+        break;
+      }
+      case Op::kTrim:
+      case Op::kZero: {
+        size_t w = op.write;
+        auto done = [this, alive, w, kind = op.kind](int r) {
+          if (!*alive) return;
+          wl_->WriteDone(w, r);
+          const WriteRec& rec = wl_->history().writes[w];
+          if (ops_)
+            fprintf(ops_, "gen %llu %s id=%llu off=%llu len=%u epoch=%lld res=%d\n", (unsigned long long)gen_,
+                    kind == Op::kTrim ? "trim" : "zero", (unsigned long long)rec.id,
+                    (unsigned long long)rec.sector * kSector, rec.sectors * kSector, (long long)rec.epoch, r);
+        };
+        if (op.kind == Op::kTrim) client_->Trim(op.off, op.len, done);
+        else client_->WriteZeroes(op.off, op.len, !op.may_trim, done);
         break;
       }
       case Op::kFlush:

@@ -29,6 +29,7 @@ struct NbdOptions {
   uint32_t block = 64u << 10;
   int kill_min_ms = 20, kill_max_ms = 500;  // workload time before each kill
   bool kill_tractserver = false;
+  uint64_t max_violations = 20;             // stop the mode after this many violating kills
   WorkloadOptions wl;
   bool verbose = false;
 };

@@ -27,6 +27,9 @@ std::string CrashStats::Report() const {
   if (idempotence_checks > 0)
     idem = std::to_string(idempotence_failures) + "/" + std::to_string(idempotence_checks) +
            " recoveries not idempotent, ";
+  if (recovery_crash_checks > 0)
+    idem += std::to_string(recovery_crash_failures) + "/" + std::to_string(recovery_crash_checks) +
+            " crashes during recovery wrong, ";
   snprintf(b, sizeof b,
            "mode %s: %llu %s, %llu violations (%llu bad sectors, %llu without a durable prefix, "
            "%s%llu wrong sectors in %llu checked reads)\n"
@@ -43,6 +46,7 @@ std::string CrashStats::Report() const {
     snprintf(b, sizeof b, "\n  restart to ready: mean %.0f ms, max %.0f ms", recovery_ms.mean(), recovery_ms.max);
     s += b;
   }
+  if (stopped_early) s += "\n  stopped early: too many violations";
   for (const auto& v : first_violations) s += "\n  VIOLATION " + v;
   return s;
 }

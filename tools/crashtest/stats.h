@@ -31,10 +31,12 @@ struct CrashStats {
   uint64_t bad_sectors = 0;
   uint64_t prefix_failures = 0;       // no durable prefix fits
   uint64_t idempotence_checks = 0, idempotence_failures = 0;
+  uint64_t recovery_crash_checks = 0, recovery_crash_failures = 0;  // crashes during recovery
   uint64_t read_checks = 0, read_violations = 0;
   uint64_t acked_writes = 0, errors = 0;
   Accum epochs_lost, bytes_lost, recovery_ms;
   double seconds = 0;
+  bool stopped_early = false;  // after too many violations
   std::vector<std::string> first_violations;  // a few, in words, with how to reproduce
 
   // Folds one checked crash in (and keeps the first few violations).

@@ -90,19 +90,22 @@ Op Workload::Next() {
   }
   if (writes_in_flight_ >= o_.depth) return op;
   if (!PickRange(&s, &c) || Overlaps(s, s + c, false)) return op;
+  double k = u(rng_);
   WriteRec w;
+  w.kind = k < o_.trim_rate ? WriteKind::kTrim : k < o_.trim_rate + o_.zero_rate ? WriteKind::kZero : WriteKind::kData;
   w.id = next_id_++;
   w.sector = s;
   w.sectors = c;
   w.epoch = h_.flushes_acked;
-  w.fua = u(rng_) < o_.fua_rate;
+  w.fua = w.kind == WriteKind::kData && u(rng_) < o_.fua_rate;
   w.sent_ack_seq = ack_seq_;
   h_.writes.push_back(w);
   size_t idx = h_.writes.size() - 1;
   for (uint64_t i = s; i < s + c; ++i) last_write_[i] = static_cast<int64_t>(idx);
   in_flight_.push_back({s, s + c, true});
   writes_in_flight_++;
-  op.kind = Op::kWrite;
+  op.kind = w.kind == WriteKind::kData ? Op::kWrite : w.kind == WriteKind::kTrim ? Op::kTrim : Op::kZero;
+  op.may_trim = u(rng_) < 0.5;
   op.write = idx;
   op.off = s * kSector;
   op.len = c * kSector;
@@ -118,6 +121,7 @@ void Workload::FillWrite(size_t w, uint8_t* buf) const {
 void Workload::WriteDone(size_t w, int res) {
   WriteRec& r = h_.writes[w];
   if (r.state != WriteState::kInFlight) return;
+  replies_++;
   writes_in_flight_--;
   Forget(r.sector, r.sector + r.sectors);
   if (res < 0) {
@@ -134,6 +138,7 @@ void Workload::WriteDone(size_t w, int res) {
 }
 
 void Workload::FlushDone(int res) {
+  replies_++;
   flush_in_flight_ = false;
   if (res < 0) {
     failed_ops_++;
@@ -143,11 +148,13 @@ void Workload::FlushDone(int res) {
 }
 
 void Workload::BarrierDone(uint64_t token, int res) {
+  replies_++;
   if (res == 0) h_.protect_ack_seq = std::max(h_.protect_ack_seq, token);
 }
 
 void Workload::ReadDone(const Op& op, const uint8_t* buf, int res) {
   uint64_t s0 = op.off / kSector, n = op.len / kSector;
+  replies_++;
   Forget(s0, s0 + n);
   if (res < 0) {
     failed_ops_++;
@@ -164,7 +171,7 @@ void Workload::ReadDone(const Op& op, const uint8_t* buf, int res) {
     } else {
       const WriteRec& w = h_.writes[static_cast<size_t>(lw)];
       if (w.state != WriteState::kAcked) continue;  // failed: either is fine
-      expect = w.id;
+      expect = w.value();
     }
     uint64_t v = DecodeSector(tag_, s, buf + i * kSector);
     if (v != expect) {

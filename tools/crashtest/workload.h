@@ -6,7 +6,8 @@
 // A driver (in-process or NBD) asks Next() for the next request whenever
 // it may send one and reports every reply (WriteDone, FlushDone, ReadDone).
 // Next() returns kNone when the rules say to wait for replies first:
-// - writes: mixed sizes (512 B .. max_write), 4 KiB-aligned or only
+// - writes (and trims and zeroes, which count as writes of zeros):
+//   mixed sizes (512 B .. max_write), 4 KiB-aligned or only
 //   sector-aligned, half of them in a small hot region so that sectors are
 //   overwritten often; never overlapping a write or read in flight; at most
 //   `depth` in flight; FUA on a fraction of them;
@@ -35,17 +36,20 @@ struct WorkloadOptions {
   double flush_rate = 0.05;         // per request
   double fua_rate = 0.03;           // per write
   double read_rate = 0.05;          // per request
+  double trim_rate = 0.02;          // per request (Trim / NBD_CMD_TRIM)
+  double zero_rate = 0.02;          // per request (Zero / NBD_CMD_WRITE_ZEROES)
   double unaligned_rate = 0.3;      // writes aligned to 512 B but not to 4 KiB
   double hot_rate = 0.5;            // writes inside the hot region
   uint64_t hot_bytes = 256u << 10;
 };
 
 struct Op {
-  enum Kind { kNone, kWrite, kFlush, kRead } kind = kNone;
-  size_t write = 0;      // kWrite: index into history().writes
+  enum Kind { kNone, kWrite, kFlush, kRead, kTrim, kZero } kind = kNone;
+  size_t write = 0;      // kWrite, kTrim, kZero: index into history().writes
   uint64_t off = 0;      // bytes
   uint32_t len = 0;      // bytes
   bool fua = false;
+  bool may_trim = false;  // kZero
 };
 
 class Workload {
@@ -56,9 +60,9 @@ class Workload {
   // sector) and nothing is in flight. Epochs start again at 0.
   void StartGeneration(std::vector<uint64_t> baseline);
   Op Next();
-  // Fills buf (len bytes) with the stamps of write `w`.
+  // Fills buf (len bytes) with the stamps of data write `w`.
   void FillWrite(size_t w, uint8_t* buf) const;
-  void WriteDone(size_t w, int res);
+  void WriteDone(size_t w, int res);  // also for trims and zeroes
   void FlushDone(int res);
   void ReadDone(const Op& op, const uint8_t* buf, int res);
   // Returns a token for BarrierDone.
@@ -71,6 +75,7 @@ class Workload {
   uint64_t writes_in_flight() const { return writes_in_flight_; }
   bool flush_in_flight() const { return flush_in_flight_; }
   uint64_t acked_writes() const { return acked_writes_; }
+  uint64_t replies() const { return replies_; }  // every reply so far
   uint64_t failed_ops() const { return failed_ops_; }
   // Read-your-writes failures since construction, and the first few in words.
   uint64_t read_violations() const { return read_violations_; }
@@ -94,7 +99,7 @@ class Workload {
   uint64_t ack_seq_ = 0;
   uint64_t writes_in_flight_ = 0;
   bool flush_wanted_ = false, flush_in_flight_ = false;
-  uint64_t acked_writes_ = 0, failed_ops_ = 0;
+  uint64_t acked_writes_ = 0, failed_ops_ = 0, replies_ = 0;
   uint64_t read_violations_ = 0, read_checks_ = 0;
   std::vector<std::string> read_details_;
 };
