@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fdsclient/fds_client.h"
 
+#include <cstring>
 #include <thread>
 
 #include "common/checksum.h"
@@ -268,6 +269,38 @@ void FdsClient::Finish(Op* op, int res) {
 
 void FdsClient::Write(const BlobRef& b, uint64_t tract, uint32_t off, uint32_t len,
                       const uint8_t* buf, uint32_t flags, Done done) {
+  constexpr uint32_t kC = kChunkSize;
+  uint32_t a = off / kC * kC;
+  uint64_t e = (static_cast<uint64_t>(off) + len + kC - 1) / kC * kC;
+  if (a == off && e == static_cast<uint64_t>(off) + len) return WriteChunks(b, tract, off, len, buf, flags, std::move(done));
+  // Replicas only ever receive whole chunks: merge the edge chunks here, from
+  // a readable replica, so that a replica being refilled never merges new
+  // bytes with a hole it has not been sent yet.
+  if (e - a > kMaxIo || e > b.tract_size) return done(-EINVAL);
+  auto span = std::make_shared<std::vector<uint8_t>>(e - a);
+  bool head = a != off, tail = e != static_cast<uint64_t>(off) + len && (e - kC != a || !head);
+  auto pending = std::make_shared<int>(1 + head + tail);
+  auto err = std::make_shared<int>(0);
+  auto step = [this, b, tract, a, off, len, buf, flags, span, pending, err,
+               done = std::move(done)](int res) mutable {
+    if (res < 0 && *err == 0) *err = res;
+    if (--*pending > 0) return;
+    if (*err < 0) return done(*err);
+    memcpy(span->data() + (off - a), buf, len);
+    WriteChunks(b, tract, a, static_cast<uint32_t>(span->size()), span->data(), flags,
+                [span, done = std::move(done)](int r) { done(r); });
+  };
+  auto shared_step = std::make_shared<decltype(step)>(std::move(step));
+  auto arrive = [shared_step](int res) { (*shared_step)(res); };
+  if (head) Read(b, tract, a, kC, span->data(), [arrive](int r, std::vector<uint8_t>) { arrive(r); });
+  if (tail)
+    Read(b, tract, static_cast<uint32_t>(e - kC), kC, span->data() + (e - kC - a),
+         [arrive](int r, std::vector<uint8_t>) { arrive(r); });
+  arrive(0);
+}
+
+void FdsClient::WriteChunks(const BlobRef& b, uint64_t tract, uint32_t off, uint32_t len,
+                            const uint8_t* buf, uint32_t flags, Done done) {
   Op* op = new Op();
   op->opcode = kOpWrite;
   op->blob = b;
@@ -298,15 +331,59 @@ void FdsClient::Read(const BlobRef& b, uint64_t tract, uint32_t off, uint32_t le
 
 void FdsClient::Zero(const BlobRef& b, uint64_t tract, uint32_t off, uint32_t len, bool keep_alloc,
                      Done done) {
+  // Whole chunks are zeroed (or freed) by the servers; partial chunks at the
+  // ends are written as zeros through Write's client-side merge.
+  constexpr uint32_t kC = kChunkSize;
+  uint64_t end = static_cast<uint64_t>(off) + len;
+  uint64_t ma = (off + kC - 1) / kC * kC, mb = end / kC * kC;
+  struct Parts {
+    int pending = 1, err = 0;
+    Done done;
+    void Arrive(int r) {
+      if (r < 0 && err == 0) err = r;
+      if (--pending == 0) done(err);
+    }
+  };
+  auto p = std::make_shared<Parts>();
+  p->done = std::move(done);
+  // A partial chunk: read it; for a trim a hole already reads as zeros and
+  // stays a hole; otherwise overlay zeros and write the whole chunk back
+  // (a NO_HOLE zero thus allocates it).
+  auto zero_write = [&](uint64_t o, uint64_t n) {
+    p->pending++;
+    uint32_t c = static_cast<uint32_t>(o / kC * kC);
+    auto chunk = std::make_shared<std::vector<uint8_t>>(kC);
+    Read(b, tract, c, kC, chunk->data(), [this, b, tract, c, o, n, chunk, p, keep_alloc](int r, std::vector<uint8_t> bm) {
+      constexpr uint32_t kChunk = kChunkSize;
+      if (r < 0) return p->Arrive(r);
+      if (!keep_alloc && (bm.empty() || !(bm[0] & 1))) return p->Arrive(0);
+      memset(chunk->data() + (o - c), 0, n);
+      WriteChunks(b, tract, c, kChunk, chunk->data(), 0, [chunk, p](int r2) { p->Arrive(r2); });
+    });
+  };
+  if (ma >= mb) {
+    // Inside one chunk, or across one chunk boundary with no whole chunk.
+    if (ma > off && ma < end) {
+      zero_write(off, ma - off);
+      zero_write(ma, end - ma);
+    } else {
+      zero_write(off, len);
+    }
+    return p->Arrive(0);
+  }
+  if (off < ma) zero_write(off, ma - off);
+  if (mb < end) zero_write(mb, end - mb);
   Op* op = new Op();
-  op->opcode = keep_alloc ? kOpZero : kOpTrim;
+  op->opcode = static_cast<uint16_t>(keep_alloc ? kOpZero : kOpTrim);
   op->flags = keep_alloc ? static_cast<uint32_t>(kFlagNoHole) : 0u;
   op->blob = b;
   op->tract = tract;
-  op->off = off;
-  op->len = len;
-  op->done = std::move(done);
+  op->off = static_cast<uint32_t>(ma);
+  op->len = static_cast<uint32_t>(mb - ma);
+  p->pending++;
+  op->done = [p](int r) { p->Arrive(r); };
   Start(op);
+  p->Arrive(0);
 }
 
 void FdsClient::StatTract(const BlobRef& b, uint64_t tract, BitmapDone done) {

@@ -17,9 +17,13 @@
 //   the callback gets the last error. Bad arguments fail at once (-EINVAL).
 // - Buffers must stay valid until the callback runs. A Read's data lands in
 //   the caller's buffer; on failure its contents are unspecified.
-// - The caller must not issue overlapping writes to the same tract range
-//   concurrently (replicas could apply them in different orders); the
-//   layers above serialise them.
+// - Replicas only ever receive whole 4 KiB chunks: a Write that starts or
+//   ends inside a chunk first reads that chunk from a readable replica and
+//   merges on the client (a replica being refilled by re-replication could
+//   not merge correctly itself). Hence the caller must not have two writes
+//   or zeroes touching the same 4 KiB chunk in flight at once (replicas
+//   could also apply them in different orders); the engines lock
+//   chunk-aligned ranges. The chunk-aligned span must fit kMaxIo.
 #pragma once
 
 #include <cstdint>
@@ -85,6 +89,8 @@ class FdsClient {
   void Start(Op* op);
   void Issue(Op* op);
   void SendTo(Op* op, size_t target);
+  void WriteChunks(const BlobRef& b, uint64_t tract, uint32_t off, uint32_t len, const uint8_t* buf,
+                   uint32_t flags, Done done);
   void OnReplicaDone(Op* op, size_t replica, int res);
   void Retry(Op* op, int err);
   void Finish(Op* op, int res);

@@ -57,48 +57,10 @@ void StripedBlob::Write(uint64_t off, uint64_t len, const uint8_t* buf, Done don
   j->done = std::move(done);
   int r = ForEachIo(map_, off, len, [&](const StripePiece& p) {
     j->pending++;
-    WritePiece(p.tract, p.tract_off, p.length, buf + p.buf_off, [j](int res) { j->Arrive(res); });
+    fds_->Write(blob_, p.tract, static_cast<uint32_t>(p.tract_off), static_cast<uint32_t>(p.length),
+                buf + p.buf_off, 0, [j](int res) { j->Arrive(res); });
   });
   j->Arrive(r < 0 ? r : 0);
-}
-
-// Tract servers only ever receive whole 4 KiB chunks from here. A piece that
-// starts or ends inside a chunk reads that chunk from a readable replica,
-// overlays the new bytes and writes whole chunks. Doing the merge on the
-// client keeps every replica's chunk content identical even while one
-// replica is being refilled (a server-side merge there would merge with
-// zeros); the engines above lock whole chunks, so no two merges race.
-// src == nullptr writes zeros.
-void StripedBlob::WritePiece(uint64_t tract, uint64_t toff, uint64_t len, const uint8_t* src, Done done) {
-  uint64_t a = toff / kC * kC, b = (toff + len + kC - 1) / kC * kC;
-  if (a == toff && b == toff + len && src != nullptr) {
-    fds_->Write(blob_, tract, static_cast<uint32_t>(toff), static_cast<uint32_t>(len), src, 0,
-                std::move(done));
-    return;
-  }
-  auto span = std::make_shared<std::vector<uint8_t>>(b - a);
-  auto write_span = [this, tract, a, toff, len, src, span, done = std::move(done)](int res) mutable {
-    if (res < 0) return done(res);
-    if (src) memcpy(span->data() + (toff - a), src, len);
-    else memset(span->data() + (toff - a), 0, len);
-    fds_->Write(blob_, tract, static_cast<uint32_t>(a), static_cast<uint32_t>(span->size()),
-                span->data(), 0, [span, done = std::move(done)](int r) { done(r); });
-  };
-  bool head = toff != a, tail = toff + len != b && (b - kC != a || !head);
-  if (!head && !tail) return write_span(0);  // aligned zeros
-  auto j = std::make_shared<Join>();
-  j->done = std::move(write_span);
-  if (head) {
-    j->pending++;
-    fds_->Read(blob_, tract, static_cast<uint32_t>(a), kC, span->data(),
-               [j](int res, std::vector<uint8_t>) { j->Arrive(res); });
-  }
-  if (tail) {
-    j->pending++;
-    fds_->Read(blob_, tract, static_cast<uint32_t>(b - kC), kC, span->data() + (b - kC - a),
-               [j](int res, std::vector<uint8_t>) { j->Arrive(res); });
-  }
-  j->Arrive(0);
 }
 
 void StripedBlob::Zero(uint64_t off, uint64_t len, bool keep_alloc, Done done) {
@@ -115,27 +77,14 @@ void StripedBlob::Zero(uint64_t off, uint64_t len, bool keep_alloc, Done done) {
   j->done = std::move(done);
   for (auto& [tract, ranges] : per_tract) {
     for (auto [a, b] : ranges) {
-      // Partial chunks at either end are rewritten with zeros (whole-chunk
-      // writes, see WritePiece); whole chunks are freed or zeroed in place.
-      uint64_t ma = (a + kC - 1) / kC * kC, mb = b / kC * kC;
-      if (ma >= mb) {
-        j->pending++;
-        WritePiece(tract, a, b - a, nullptr, [j](int res) { j->Arrive(res); });
-        continue;
-      }
-      if (a < ma) {
-        j->pending++;
-        WritePiece(tract, a, ma - a, nullptr, [j](int res) { j->Arrive(res); });
-      }
-      if (mb < b) {
-        j->pending++;
-        WritePiece(tract, mb, b - mb, nullptr, [j](int res) { j->Arrive(res); });
-      }
-      for (uint64_t s = ma; s < mb; s += tractproto::kMaxIo) {
-        uint64_t n = std::min<uint64_t>(mb - s, tractproto::kMaxIo);
+      // FdsClient::Zero handles partial chunks at the ends (as merged writes).
+      for (uint64_t s = a; s < b;) {
+        uint64_t cut = (s / tractproto::kMaxIo + 1) * tractproto::kMaxIo;
+        uint64_t n = std::min<uint64_t>(b, cut) - s;
         j->pending++;
         fds_->Zero(blob_, tract, static_cast<uint32_t>(s), static_cast<uint32_t>(n), keep_alloc,
                    [j](int res) { j->Arrive(res); });
+        s += n;
       }
     }
   }

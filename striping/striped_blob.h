@@ -7,7 +7,7 @@
 //
 // Contract: as FdsClient — loop thread only, buffers valid until the
 // callback, callbacks exactly once. Tract servers only receive whole 4 KiB
-// chunks: partial chunks are merged here (read, overlay, write). So the
+// chunks: FdsClient merges partial chunks (read, overlay, write). So the
 // engine above must not have two writes/zeroes in flight that touch the same
 // 4 KiB chunk of the blob (they lock chunk-aligned ranges).
 // Trim/Zero ranges are split at tract boundaries and tractproto::kMaxIo.
@@ -41,7 +41,6 @@ class StripedBlob : public BlobIo {
   const BlobRef& blob() const { return blob_; }
 
  private:
-  void WritePiece(uint64_t tract, uint64_t toff, uint64_t len, const uint8_t* src, Done done);
   FdsClient* fds_;
   BlobRef blob_;
   StripeMap map_;

@@ -52,8 +52,12 @@ void Workload::Error(std::string e) {
 }
 
 bool Workload::Overlaps(uint64_t off, uint32_t len) const {
+  // Per 4 KiB chunk: FdsClient merges partial chunks on the client, so two
+  // operations touching one chunk must not be in flight together.
+  auto lo = [](uint64_t x) { return x / 4096 * 4096; };
+  auto hi = [](uint64_t x) { return (x + 4095) / 4096 * 4096; };
   for (const InFlight* f : inflight_)
-    if (off < f->off + f->len && f->off < off + len) return true;
+    if (lo(off) < hi(f->off + f->len) && lo(f->off) < hi(off + len)) return true;
   return false;
 }
 
@@ -204,9 +208,10 @@ void Workload::Complete(uint64_t id, int res, std::vector<uint8_t> bitmap) {
       for (uint64_t c = c0; c < c1; ++c) {
         bool whole = c * kChunk >= f->off && (c + 1) * kChunk <= f->off + f->len;
         uint8_t ex = f->trim_exists[c * kChunk / blob_.tract_size - t0];
+        // Whole chunks are freed; a partial chunk keeps its allocation
+        // (FdsClient zeroes it in place if allocated, leaves a hole a hole).
+        (void)ex;
         if (whole) alloc_[c] = kNo;
-        else if (ex == kYes) alloc_[c] = kYes;
-        else if (ex == kUnknown) alloc_[c] = kUnknown;
       }
     } else {
       if (f->kind == Kind::kWrite) {
