@@ -6,13 +6,16 @@
 //   flurry-crashtest inproc --mode all --states 2000        in-process, MemoryBlobIo crash images
 //   flurry-crashtest nbd --mode all --kills 10               real processes, SIGKILL of flurry-disk
 //
-// Long campaign (run before trusting a change to a write mode; about an
-// hour on the 2-core reference machine):
+// Long campaign (run before trusting a change to a write mode; about 70
+// minutes on the 2-core reference machine): tests/crash/long_campaign.sh
+// [BUILD_DIR] [SEED], which runs
 //
-//   B=build/tools/crashtest/flurry-crashtest
-//   $B inproc --mode all --states 100000 --seed $RANDOM
-//   $B nbd --mode all --kills 1000 --seed $RANDOM
-//   $B nbd --mode all --kills 1000 --seed $RANDOM --kill-tractserver
+//   B=build/tools/crashtest/flurry-crashtest S=$RANDOM
+//   $B inproc --mode all --states 100000 --seed $S          # ~25 min
+//   $B inproc --mode all --states 20000 --seed $S --block 4K --max-buffered 256K
+//   $B nbd --mode all --kills 1000 --seed $S                # ~30 min
+//   $B nbd --mode all --kills 200 --seed $S --kill-tractserver
+//   tests/crash/fs_crash.sh META TS DISK --kills 20 --seed $S
 //
 // Bounded runs of the same are the meson suite 'crash' (tests/crash/).
 #include <getopt.h>
@@ -37,28 +40,40 @@ using namespace flurry::crashtest;
 
 namespace {
 
+void ShortUsage() {
+  fprintf(stderr,
+          "usage: flurry-crashtest inproc|nbd [--mode write-through|fast-ack|log|all] [options]\n"
+          "(flurry-crashtest --help explains the options)\n");
+}
+
 void Usage(FILE* f) {
   fprintf(f,
           "usage: flurry-crashtest inproc [options]\n"
           "       flurry-crashtest nbd [options]\n"
           "\n"
           "Crash-injection harness for flurry's write modes. A random workload (writes of\n"
-          "512 B to --max-write, 4 KiB-aligned or not, overlapping often; FLUSH and FUA\n"
-          "now and then; read-back checks) stamps every 512-byte sector with the id of\n"
-          "the write that put it there. After each crash the whole disk is read back\n"
-          "and checked against the history of acknowledged requests:\n"
+          "512 B to --max-write, 4 KiB-aligned or not, overlapping often; trims and\n"
+          "write-zeroes, which must read back as zeros; FLUSH and FUA now and then;\n"
+          "checked reads) stamps every 512-byte sector with the id of the write that put\n"
+          "it there. After each crash the whole disk is read back and checked against\n"
+          "the history of acknowledged requests:\n"
           "  write-through   every acknowledged write survives unless overwritten;\n"
           "                  unacknowledged ones leave old or new data, never garbage\n"
           "  fast-ack, log   prefix consistency: for some R every sector holds the last\n"
           "                  write of epochs <= R or a later one of epoch R+1, nothing\n"
-          "                  newer, never garbage; FUA-acknowledged writes survive\n"
-          "(an epoch is the span between two acknowledged FLUSHes).\n"
+          "                  newer, never garbage; a FUA write, once acknowledged,\n"
+          "                  survives with everything acknowledged before it was sent\n"
+          "(an epoch is the span between two acknowledged FLUSHes). Epochs lost = the\n"
+          "newest acknowledged epoch minus the newest epoch whose acknowledged writes\n"
+          "all survived; bytes lost = sectors older than their last acknowledged write.\n"
           "\n"
           "inproc: the engine runs in this process over an in-memory blob whose writes\n"
           "  complete in random order; a crash keeps each unfinished write's 4 KiB chunks\n"
           "  independently old or new. A chain of --generations crash states continues\n"
           "  each time on the recovered engine; every recovered engine is also crashed\n"
-          "  again at once and must recover to the same content (idempotence).\n"
+          "  again at once and must recover to the same content (idempotence), and half\n"
+          "  the time a recovery is also crashed midway and must still pass the check.\n"
+          "  An engine that stops answering while requests wait is a violation too.\n"
           "nbd: starts flurry-meta and 4 flurry-tractservers in a work directory, a volume\n"
           "  per mode (64M, 2 replicas, 1M tracts, segment 8) served by flurry-disk, and\n"
           "  drives it over NBD; kills flurry-disk with SIGKILL at a random moment,\n"
@@ -95,7 +110,8 @@ void Usage(FILE* f) {
           "options (nbd):\n"
           "  --kills N          crashes per mode (default 10)\n"
           "  --kill-tractserver at each crash also SIGKILL one tract server (restarted\n"
-          "                     on its directory and port before flurry-disk)\n"
+          "                     on its directory and port, or a new port if that stays\n"
+          "                     busy, before flurry-disk)\n"
           "  --kill-min-ms N    workload time before a kill, at least (default 20)\n"
           "  --kill-max-ms N    ... at most (default 500)\n"
           "  --dir DIR          work directory (default: new under $TMPDIR or /tmp);\n"
@@ -129,7 +145,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (argc < 2 || (std::string(argv[1]) != "inproc" && std::string(argv[1]) != "nbd")) {
-    Usage(stderr);
+    ShortUsage();
     return 2;
   }
   const bool nbd = std::string(argv[1]) == "nbd";
@@ -172,12 +188,14 @@ int main(int argc, char** argv) {
     fprintf(stderr, "flurry-crashtest: bad value for --%s: '%s'\n", opt, optarg ? optarg : "");
     return 2;
   };
-  while ((c = getopt_long(argc, argv, "vh", longopts, nullptr)) != -1) {
+  int li = -1;
+  while ((c = getopt_long(argc, argv, "vh", longopts, &li)) != -1) {
     const std::vector<int>& wrong = nbd ? inproc_only : nbd_only;
-    if (std::find(wrong.begin(), wrong.end(), c) != wrong.end()) {
-      fprintf(stderr, "flurry-crashtest: %s is not an option of '%s' (see --help)\n", argv[optind - 1], argv[1]);
+    if (li >= 0 && std::find(wrong.begin(), wrong.end(), c) != wrong.end()) {
+      fprintf(stderr, "flurry-crashtest: --%s is not an option of '%s' (see --help)\n", longopts[li].name, argv[1]);
       return 2;
     }
+    li = -1;
     uint64_t n = 0;
     switch (c) {
       case kMode: mode = optarg; break;
@@ -213,7 +231,7 @@ int main(int argc, char** argv) {
       case kMaxViol: if (!ParseU64(optarg, &max_violations) || max_violations < 1) return bad("max-violations"); break;
       case 'v': verbose = true; break;
       case 'h': Usage(stdout); return 0;
-      default: Usage(stderr); return 2;
+      default: ShortUsage(); return 2;
     }
   }
   if (optind != argc) {
