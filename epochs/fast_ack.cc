@@ -101,6 +101,17 @@ void FastAckDevice::OnDurable(const EntryPtr& e, int res, RangeLock::Handle* h) 
     return;
   }
   lock_.Release(h);
+  // Durable: the blob now serves this range, so the entry leaves the cache
+  // and frees its buffer space at once (not at epoch retirement, which
+  // would deadlock a client that fills the bound within one epoch and waits
+  // for replies before flushing). Safe for reads: every older write that
+  // overlaps it is durable already (overlapping writes of an epoch are
+  // issued in order; older epochs are fully durable before a newer one is
+  // issued), and newer ones are still cached and overlay it.
+  auto [a, b] = cache_.equal_range(e->off);
+  for (auto c = a; c != b; ++c)
+    if (c->second == e) { cache_.erase(c); break; }
+  buffered_bytes_ -= e->len;
   epochs_[e->epoch].outstanding--;
   MaybeRetire();
 }
@@ -111,12 +122,7 @@ void FastAckDevice::MaybeRetire() {
     if (it != epochs_.end()) {
       Epoch& ep = it->second;
       if (ep.outstanding > 0) break;
-      for (const EntryPtr& e : ep.entries) {
-        auto [a, b] = cache_.equal_range(e->off);
-        for (auto c = a; c != b; ++c)
-          if (c->second == e) { cache_.erase(c); break; }
-        buffered_bytes_ -= e->len;
-      }
+      // Every entry of the epoch is durable and already out of the cache.
       std::vector<Done> fua = std::move(ep.fua_waiters);
       epochs_.erase(it);
       for (auto& d : fua) d(0);

@@ -8,14 +8,15 @@
 //   closes the epoch and is acknowledged at once.
 // - Only writes of the oldest unretired epoch (issueEpoch) are issued to the
 //   blob; when every write of a closed epoch is durable on all replicas the
-//   epoch retires, its cache entries are dropped and the next epoch's writes
-//   are issued. After a crash the blob therefore holds every write of epochs
+//   epoch retires and the next epoch's writes are issued. A write leaves
+//   the cache (and frees its share of the memory bound) once it is durable. After a crash the blob therefore holds every write of epochs
 //   < issueEpoch, some of issueEpoch and none later: prefix consistency.
 // - Reads see the newest acknowledged data: they read the blob and overlay
 //   the cache entries that overlapped when the read was issued, oldest first
 //   (exact for partial overlaps). Writes overlapping within an epoch are
 //   issued in arrival order (RangeLock), so replicas agree.
-// - Bounded memory: beyond max_buffered_bytes of unretired data, or
+// - Bounded memory: beyond max_buffered_bytes of acknowledged, not yet
+//   durable data, or
 //   max_unretired_epochs, new requests wait in arrival order (backpressure,
 //   not acknowledged) until retirements make room. So at most that much
 //   acknowledged data can be lost in a crash.
