@@ -161,24 +161,38 @@ int main(int argc, char** argv) {
   wl.depth = nbd ? 16 : 8;
   wl.hot_bytes = nbd ? 4u << 20 : 256u << 10;
   enum {
-    kMode = 1000, kSeed, kSize, kBlock, kMaxWrite, kDepth, kFlushRate, kFuaRate, kReadRate, kTrimRate, kZeroRate, kStates, kGen,
-    kMaxActions, kQuiesce, kCheckpoint, kMaxBuffered, kOnly, kKills, kKillTs, kKillMin, kKillMax, kDir, kKeep, kMaxViol
+    kMode = 1000, kSeed, kSize, kBlock, kMaxWrite, kDepth, kFlushRate, kFuaRate, kReadRate, kTrimRate,
+    kZeroRate, kMaxViol, kStates, kGen, kMaxActions, kQuiesce, kCheckpoint, kMaxBuffered, kOnly, kKills,
+    kKillTs, kKillMin, kKillMax, kDir, kKeep
   };
   static const option longopts[] = {
-      {"mode", required_argument, nullptr, kMode},         {"seed", required_argument, nullptr, kSeed},
-      {"size", required_argument, nullptr, kSize},         {"block", required_argument, nullptr, kBlock},
-      {"max-write", required_argument, nullptr, kMaxWrite}, {"depth", required_argument, nullptr, kDepth},
-      {"flush-rate", required_argument, nullptr, kFlushRate}, {"fua-rate", required_argument, nullptr, kFuaRate},
+      {"mode", required_argument, nullptr, kMode},
+      {"seed", required_argument, nullptr, kSeed},
+      {"size", required_argument, nullptr, kSize},
+      {"block", required_argument, nullptr, kBlock},
+      {"max-write", required_argument, nullptr, kMaxWrite},
+      {"depth", required_argument, nullptr, kDepth},
+      {"flush-rate", required_argument, nullptr, kFlushRate},
+      {"fua-rate", required_argument, nullptr, kFuaRate},
       {"read-rate", required_argument, nullptr, kReadRate},
-      {"trim-rate", required_argument, nullptr, kTrimRate}, {"zero-rate", required_argument, nullptr, kZeroRate}, {"states", required_argument, nullptr, kStates},
-      {"generations", required_argument, nullptr, kGen},  {"max-actions", required_argument, nullptr, kMaxActions},
-      {"quiesce-rate", required_argument, nullptr, kQuiesce}, {"checkpoint-ms", required_argument, nullptr, kCheckpoint},
-      {"max-buffered", required_argument, nullptr, kMaxBuffered}, {"only-chain", required_argument, nullptr, kOnly},
-      {"kills", required_argument, nullptr, kKills},      {"kill-tractserver", no_argument, nullptr, kKillTs},
-      {"kill-min-ms", required_argument, nullptr, kKillMin}, {"kill-max-ms", required_argument, nullptr, kKillMax},
-      {"dir", required_argument, nullptr, kDir},          {"keep", no_argument, nullptr, kKeep},
+      {"trim-rate", required_argument, nullptr, kTrimRate},
+      {"zero-rate", required_argument, nullptr, kZeroRate},
       {"max-violations", required_argument, nullptr, kMaxViol},
-      {"verbose", no_argument, nullptr, 'v'},             {"help", no_argument, nullptr, 'h'},
+      {"states", required_argument, nullptr, kStates},
+      {"generations", required_argument, nullptr, kGen},
+      {"max-actions", required_argument, nullptr, kMaxActions},
+      {"quiesce-rate", required_argument, nullptr, kQuiesce},
+      {"checkpoint-ms", required_argument, nullptr, kCheckpoint},
+      {"max-buffered", required_argument, nullptr, kMaxBuffered},
+      {"only-chain", required_argument, nullptr, kOnly},
+      {"kills", required_argument, nullptr, kKills},
+      {"kill-tractserver", no_argument, nullptr, kKillTs},
+      {"kill-min-ms", required_argument, nullptr, kKillMin},
+      {"kill-max-ms", required_argument, nullptr, kKillMax},
+      {"dir", required_argument, nullptr, kDir},
+      {"keep", no_argument, nullptr, kKeep},
+      {"verbose", no_argument, nullptr, 'v'},
+      {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0}};
   const std::vector<int> inproc_only = {kStates, kGen, kMaxActions, kQuiesce, kCheckpoint, kMaxBuffered, kOnly};
   const std::vector<int> nbd_only = {kKills, kKillTs, kKillMin, kKillMax, kDir, kKeep};
