@@ -48,6 +48,9 @@
 set -euo pipefail
 
 fl_step() { echo "=== $*"; }
+# Mounted? /proc/self/mounts, not mountpoint(1): a FUSE mount whose daemon
+# died cannot be stat()ed ("Transport endpoint is not connected").
+fl_is_mounted() { awk -v d="$(realpath -m "$1")" '$2 == d { f = 1 } END { exit !f }' /proc/self/mounts; }
 fl_fail() { echo "FAIL: $*" >&2; exit 1; }
 fl_skip() { echo "SKIP: $*"; exit 77; }
 
@@ -140,7 +143,7 @@ fl_cleanup() {
   set +e
   trap - TERM INT
   for ((i = ${#FL_MOUNTS[@]} - 1; i >= 0; i--)); do
-    mountpoint -q "${FL_MOUNTS[i]}" && { umount "${FL_MOUNTS[i]}" || umount -l "${FL_MOUNTS[i]}"; }
+    fl_is_mounted "${FL_MOUNTS[i]}" && { umount "${FL_MOUNTS[i]}" || umount -l "${FL_MOUNTS[i]}"; }
   done
   [[ -n $LOOPDEV ]] && losetup -d "$LOOPDEV"
   # Daemons first (they hold connections to the tract servers), meta last.
@@ -148,7 +151,7 @@ fl_cleanup() {
     fl_stop_pid "${FL_PIDS[i]}" 10 >/dev/null 2>&1
   done
   for d in "${FL_FUSE_DIRS[@]}"; do
-    mountpoint -q "$d" && umount -l "$d"
+    fl_is_mounted "$d" && umount -l "$d"
   done
   if [[ $rc -eq 0 && $FL_OK == 1 ]]; then
     rm -rf "$T"
