@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/kv_text.h"
 #include "common/log.h"
 #include "common/units.h"
 
@@ -251,7 +252,7 @@ void FastAckDevice::Quiesce(Done done) {
 
 std::string FastAckDevice::CountersText() const {
   std::string t;
-  auto kv = [&](const char* k, uint64_t v) { t += std::string(k) + "=" + std::to_string(v) + "\n"; };
+  auto kv = [&t](const char* k, uint64_t v) { AppendKv(&t, k, v); };
   kv("mode_fast_ack", 1);
   kv("reads", c_.reads);
   kv("writes", c_.writes);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/kv_text.h"
 #include "common/units.h"
 #include "epochs/log_internal.h"
 
@@ -171,7 +172,7 @@ void LogDevice::Quiesce(Done done) {
 
 std::string LogDevice::CountersText() const {
   std::string t;
-  auto kv = [&](const char* k, uint64_t v) { t += std::string(k) + "=" + std::to_string(v) + "\n"; };
+  auto kv = [&t](const char* k, uint64_t v) { AppendKv(&t, k, v); };
   kv("reads", c_.reads);
   kv("writes", c_.writes);
   kv("flushes", c_.flushes);

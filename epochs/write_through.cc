@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "epochs/volume_device.h"
 
+#include "common/kv_text.h"
 #include "common/units.h"
 
 namespace flurry {
@@ -75,7 +76,7 @@ void WriteThroughDevice::BlockStatus(uint64_t off, uint32_t len, ExtentsDone don
 std::string WriteThroughDevice::CountersText() const {
   const VolumeCounters& c = counters_;
   std::string t;
-  auto kv = [&](const char* k, uint64_t v) { t += std::string(k) + "=" + std::to_string(v) + "\n"; };
+  auto kv = [&t](const char* k, uint64_t v) { AppendKv(&t, k, v); };
   kv("reads", c.reads);
   kv("writes", c.writes);
   kv("flushes", c.flushes);

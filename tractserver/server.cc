@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tractserver/server.h"
+#include "common/kv_text.h"
 #include "tractserver/tract.h"
 
 #include <malloc.h>
@@ -379,7 +380,7 @@ void TractServer::Shutdown() {
 std::string TractServer::StatsText() const {
   const auto& s = store_->stats();
   std::string t;
-  auto kv = [&](const char* k, uint64_t v) { t += std::string(k) + "=" + std::to_string(v) + "\n"; };
+  auto kv = [&t](const char* k, uint64_t v) { AppendKv(&t, k, v); };
   kv("tlt_version", tlt_version());
   kv("connections", conns_.size());
   kv("requests", counters_.requests);
