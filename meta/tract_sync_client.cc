@@ -52,6 +52,19 @@ int TractSyncClient::Call(RequestHeader h, const uint8_t* payload, std::vector<u
   return r.status;
 }
 
+namespace {
+// A request addressed to one tract.
+RequestHeader TractRequest(uint16_t op, const TractEntry& t) {
+  RequestHeader h{};
+  h.op = op;
+  h.blob_hi = t.blob_hi;
+  h.blob_lo = t.blob_lo;
+  h.tract = t.tract;
+  h.tract_size = t.tract_size;
+  return h;
+}
+}  // namespace
+
 Result<std::vector<TractEntry>> TractSyncClient::ListTracts() {
   RequestHeader h{};
   h.op = kOpListTracts;
@@ -64,12 +77,7 @@ Result<std::vector<TractEntry>> TractSyncClient::ListTracts() {
 }
 
 Result<std::vector<uint8_t>> TractSyncClient::StatTract(const TractEntry& t) {
-  RequestHeader h{};
-  h.op = kOpStatTract;
-  h.blob_hi = t.blob_hi;
-  h.blob_lo = t.blob_lo;
-  h.tract = t.tract;
-  h.tract_size = t.tract_size;
+  RequestHeader h = TractRequest(kOpStatTract, t);
   std::vector<uint8_t> rep;
   int st = Call(h, nullptr, &rep);
   if (st < 0) return Result<std::vector<uint8_t>>::error(st);
@@ -77,12 +85,7 @@ Result<std::vector<uint8_t>> TractSyncClient::StatTract(const TractEntry& t) {
 }
 
 Result<std::vector<uint8_t>> TractSyncClient::Read(const TractEntry& t, uint32_t off, uint32_t len) {
-  RequestHeader h{};
-  h.op = kOpRead;
-  h.blob_hi = t.blob_hi;
-  h.blob_lo = t.blob_lo;
-  h.tract = t.tract;
-  h.tract_size = t.tract_size;
+  RequestHeader h = TractRequest(kOpRead, t);
   h.offset = off;
   h.length = len;
   std::vector<uint8_t> rep;
@@ -97,12 +100,7 @@ Result<std::vector<uint8_t>> TractSyncClient::Read(const TractEntry& t, uint32_t
 
 int TractSyncClient::Write(const TractEntry& t, uint32_t off, const std::vector<uint8_t>& data,
                            uint32_t flags) {
-  RequestHeader h{};
-  h.op = kOpWrite;
-  h.blob_hi = t.blob_hi;
-  h.blob_lo = t.blob_lo;
-  h.tract = t.tract;
-  h.tract_size = t.tract_size;
+  RequestHeader h = TractRequest(kOpWrite, t);
   h.offset = off;
   h.length = static_cast<uint32_t>(data.size());
   h.payload_len = h.length;
