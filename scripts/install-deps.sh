@@ -8,6 +8,7 @@ pkgs=(
   liburing-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev
   libfuse3-dev fuse3
   fio nbdkit qemu-utils bc libnbd-bin nbd-client e2fsprogs sqlite3 util-linux
+  qemu-system-x86 busybox-static cpio kmod postgresql postgresql-contrib
 )
 missing=()
 for p in "${pkgs[@]}"; do
