@@ -62,6 +62,33 @@ void LogDevice::Read(uint64_t off, uint32_t len, uint8_t* buf, Done done) {
   if (len == 0 || off + len > g_.volume_size) return done(-EINVAL);
   c_.reads++;
   c_.bytes_read += len;
+  if (EarlyAckedQueuedOverlaps(off, len)) {
+    c_.parked_reads++;
+    parked_.push_back({off, len, [this, off, len, buf, done = std::move(done)]() mutable {
+                         ReadNow(off, len, buf, std::move(done));
+                       }});
+    return;
+  }
+  ReadNow(off, len, buf, std::move(done));
+}
+
+// Runs the parked reads and block statuses that no early-acked queued
+// request overlaps any more.
+void LogDevice::RunParked() {
+  if (parked_.empty()) return;
+  std::vector<std::function<void()>> ready;
+  for (auto it = parked_.begin(); it != parked_.end();) {
+    if (EarlyAckedQueuedOverlaps(it->off, it->len)) {
+      ++it;
+    } else {
+      ready.push_back(std::move(it->run));
+      it = parked_.erase(it);
+    }
+  }
+  for (auto& f : ready) f();
+}
+
+void LogDevice::ReadNow(uint64_t off, uint32_t len, uint8_t* buf, Done done) {
   auto j = std::make_shared<LogJoin>();
   j->done = std::move(done);
   const uint64_t B = g_.block;
@@ -102,6 +129,16 @@ void LogDevice::Unpin(uint64_t phys) {
 void LogDevice::BlockStatus(uint64_t off, uint32_t len, ExtentsDone done) {
   if (!opened_) return done(-EIO, {});
   if (len == 0 || off + len > g_.volume_size) return done(-EINVAL, {});
+  if (EarlyAckedQueuedOverlaps(off, len)) {
+    parked_.push_back({off, len, [this, off, len, done = std::move(done)]() mutable {
+                         BlockStatusNow(off, len, std::move(done));
+                       }});
+    return;
+  }
+  BlockStatusNow(off, len, std::move(done));
+}
+
+void LogDevice::BlockStatusNow(uint64_t off, uint32_t len, ExtentsDone done) {
   std::vector<BlockExtent> out;
   const uint64_t B = g_.block;
   for (uint64_t v = off / B; v * B < off + len; ++v) {
@@ -153,6 +190,7 @@ void LogDevice::Pump() {
     if (opened_) {
       ApplyDurable();
       Admit();
+      RunParked();
       WakeWaiters();
       MaybeCheckpoint();
     }
@@ -198,9 +236,11 @@ std::string LogDevice::CountersText() const {
   kv("checkpoint_errors", c_.checkpoint_errors);
   kv("write_retries", c_.write_retries);
   kv("errors", c_.errors);
+  kv("early_acks", c_.early_acks);
+  kv("parked_reads", c_.parked_reads);
   kv("current_epoch", cur_epoch_);
   kv("last_durable_epoch", last_durable_epoch());
-  kv("buffered_bytes", ops_bytes_ + prefetch_bytes_);
+  kv("buffered_bytes", ops_bytes_ + prefetch_bytes_ + copy_bytes_);
   kv("unapplied_blocks", log_.size());
   kv("queued_requests", queue_.size());
   kv("position", alloc_.step());

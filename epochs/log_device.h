@@ -28,9 +28,20 @@
 //   only when last_durable_epoch() >= its epoch, i.e. once it and every
 //   earlier write is durable. Flush() always done(0) (prefix consistency,
 //   not durability) unless the engine has failed.
+// - Early acknowledgement: a non-FUA Write/Trim/Zero that cannot be admitted
+//   at once (it waits for a read-before-write base, or queues behind one
+//   that does) is copied and acknowledged while queued, if the copy fits
+//   in opts.max_buffered_bytes and its epoch is within
+//   opts.max_unretired_epochs of last_durable_epoch(). Its epoch is the one
+//   it arrived in, as always, so prefix consistency is unchanged; a Read()
+//   or BlockStatus() overlapping such a queued request waits until it is
+//   admitted (read-your-writes). Should its base read then fail, the write
+//   can no longer be refused, so the engine fails (-EIO) instead.
 // - Writes smaller than B, or not block aligned, read the rest of their edge
 //   blocks first (from the cache, else the blob) — counted as
-//   partial_block_writes / rmw_base_* in CountersText().
+//   partial_block_writes / rmw_base_* in CountersText(). A failed base read
+//   fails its write (-EIO), or the engine if the write was acknowledged
+//   early.
 // - Trim() and Zero() log, for each whole block, an "unmapped" marker (a
 //   trailer-only block write); partial blocks are written with zeros. Both
 //   read back as zeros; BlockStatus() reports unmapped blocks as holes.
@@ -62,6 +73,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -83,6 +95,7 @@ struct LogCounters {
   uint64_t blocks_logged = 0, unmaps_logged = 0, blocks_applied = 0, steps_skipped = 0;
   uint64_t alloc_waits = 0, lap_waits = 0, memory_waits = 0, epoch_waits = 0;
   uint64_t checkpoints = 0, checkpoint_errors = 0, write_retries = 0, errors = 0;
+  uint64_t early_acks = 0, parked_reads = 0;
 };
 
 class LogDevice : public Engine {
@@ -136,6 +149,10 @@ class LogDevice : public Engine {
     Done done;
   };
   struct Recovery;
+  struct Parked {  // a read or block status waiting for early-acked writes
+    uint64_t off, len;
+    std::function<void()> run;
+  };
 
   LogDevice(const VolumeInfo& vol, const LogGeometry& g, BlobIo* blob, const EngineOptions& opts);
 
@@ -143,6 +160,11 @@ class LogDevice : public Engine {
   void Submit(uint64_t off, uint32_t len, const uint8_t* data, bool fua, Done done);
   void Pump();
   void Admit();
+  void MaybeAckEarly(uint64_t id);
+  bool EarlyAckedQueuedOverlaps(uint64_t off, uint64_t len) const;
+  void RunParked();
+  void ReadNow(uint64_t off, uint32_t len, uint8_t* buf, Done done);
+  void BlockStatusNow(uint64_t off, uint32_t len, ExtentsDone done);
   enum class Step { kGo, kWait, kFailed };
   Step Build(Request& r);
   Step ResolveBase(EdgeBase& b, const uint8_t** src);
@@ -199,6 +221,9 @@ class LogDevice : public Engine {
   std::deque<std::unique_ptr<BlockOp>> log_;    // admitted, not applied, step order
   std::unordered_map<uint64_t, VState> vstate_;
   uint64_t ops_bytes_ = 0, prefetch_bytes_ = 0;
+  uint64_t copy_bytes_ = 0;     // data of early-acked requests not yet built
+  uint64_t early_queued_ = 0;   // early-acked requests in queue_
+  std::deque<Parked> parked_;   // arrival order
   std::deque<FuaWaiter> fua_waiters_;
   std::vector<QuiesceWaiter> quiesce_waiters_;
   std::vector<std::pair<Done, int>> acks_;

@@ -58,6 +58,10 @@ struct LogDevice::Request {
   const uint8_t* data = nullptr;  // nullptr: zeros (trim/zero)
   bool fua = false;
   Done done;
+  // Acknowledged before admission (log_device.h "Early acknowledgement"):
+  // data then points into copy, which lives until the request is built.
+  bool acked_early = false;
+  std::unique_ptr<uint8_t[]> copy;
   uint64_t first_v = 0, last_v = 0;
   std::vector<EdgeBase> bases;    // reserved to 2: addresses are stable
   std::vector<std::unique_ptr<BlockOp>> ops;

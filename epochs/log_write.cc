@@ -76,11 +76,51 @@ void LogDevice::Submit(uint64_t off, uint32_t len, const uint8_t* data, bool fua
     if (vstate_.count(b.vblock) || maps_.block_map[b.vblock] == kUnmapped ||
         QueuedTouches(b.vblock))
       continue;
-    if (ops_bytes_ + prefetch_bytes_ + g_.expanded > opts_.max_buffered_bytes) continue;
+    if (ops_bytes_ + prefetch_bytes_ + copy_bytes_ + g_.expanded > opts_.max_buffered_bytes) continue;
     StartBaseRead(b);
   }
+  const uint64_t id = r->id;
   queue_.push_back(std::move(r));
   Pump();
+  MaybeAckEarly(id);
+}
+
+// If request `id` is still queued (it waits for a base, or behind one),
+// copies its data and acknowledges it now, within the memory and epoch
+// bounds (log_device.h "Early acknowledgement").
+void LogDevice::MaybeAckEarly(uint64_t id) {
+  if (queue_.empty() || failed_ < 0) return;
+  Request* r = nullptr;
+  for (auto it = queue_.rbegin(); it != queue_.rend(); ++it) {
+    if ((*it)->id == id) {
+      r = it->get();
+      break;
+    }
+    if ((*it)->id < id) break;
+  }
+  if (!r || r->fua || r->acked_early || r->built) return;
+  const uint64_t copy = r->data ? r->len : 0;
+  if (ops_bytes_ + prefetch_bytes_ + copy_bytes_ + copy > opts_.max_buffered_bytes) return;
+  if (r->epoch - last_durable_epoch() > opts_.max_unretired_epochs) return;
+  if (copy) {
+    r->copy.reset(new uint8_t[copy]);
+    memcpy(r->copy.get(), r->data, copy);
+    r->data = r->copy.get();
+    copy_bytes_ += copy;
+  }
+  r->acked_early = true;
+  early_queued_++;
+  c_.early_acks++;
+  Done done = std::move(r->done);
+  r->done = nullptr;
+  done(0);
+}
+
+bool LogDevice::EarlyAckedQueuedOverlaps(uint64_t off, uint64_t len) const {
+  if (early_queued_ == 0) return false;
+  for (const auto& q : queue_)
+    if (q->acked_early && q->off < off + len && off < q->off + q->len) return true;
+  return false;
 }
 
 void LogDevice::StartBaseRead(EdgeBase& b) {
@@ -186,6 +226,11 @@ LogDevice::Step LogDevice::Build(Request& r) {
     r.ops.push_back(std::move(op));
   }
   ops_bytes_ += r.ops_bytes;
+  if (r.copy) {
+    copy_bytes_ -= r.len;
+    r.copy.reset();
+  }
+  r.data = nullptr;  // copied into the block images
   for (EdgeBase& b : r.bases) {
     if (b.origin == EdgeBase::Origin::kCache) c_.rmw_base_cache++;
     if (b.origin == EdgeBase::Origin::kZero) c_.rmw_base_zero++;
@@ -232,7 +277,14 @@ void LogDevice::Admit() {
       if (r.Reading()) return;  // its buffers are in use until then
       for (size_t i = r.next_op; i < r.ops.size(); ++i) ops_bytes_ -= r.ops[i]->buf.size();
       for (EdgeBase& b : r.bases) prefetch_bytes_ -= b.buf.size();
-      Ack(std::move(r.done), failed_ < 0 ? failed_ : -EIO);
+      if (r.acked_early) {
+        // Acknowledged already: the write is lost, so the engine must fail.
+        if (failed_ == 0) failed_ = -EIO;
+        if (r.copy) copy_bytes_ -= r.len;
+        early_queued_--;
+      } else {
+        Ack(std::move(r.done), failed_ < 0 ? failed_ : -EIO);
+      }
       queue_.pop_front();
       continue;
     }
@@ -258,6 +310,7 @@ void LogDevice::Admit() {
       Issue(&op);
     }
     if (r.fua) fua_waiters_.push_back({r.epoch, std::move(r.done)});
+    else if (r.acked_early) early_queued_--;
     else Ack(std::move(r.done), 0);
     queue_.pop_front();
   }

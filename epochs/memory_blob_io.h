@@ -6,8 +6,11 @@
 // - Writes and zeroes are queued, not applied. Step() completes one queued
 //   operation chosen at random (so completions are reordered), applies it
 //   to the durable image and calls its callback; RunAll() drains.
-// - Reads are served from the durable image at once. (Engines never read
-//   a range with a write in flight: they serve it from their own cache.)
+// - Reads are served from the durable image at once, or — with
+//   set_async_reads(true) — queued like writes and served from the durable
+//   image when Step() completes them (as a network read would be). (Engines
+//   never read a range with a write in flight: they serve it from their own
+//   cache.)
 // - CrashImage() is what a crash right now leaves behind: the durable image
 //   plus, for each queued write, every 4 KiB chunk independently either new
 //   or old — the tract store's guarantee, and nothing stronger.
@@ -38,10 +41,15 @@ class MemoryBlobIo : public BlobIo {
 
   void Read(uint64_t off, uint64_t len, uint8_t* buf, Done done) override {
     if (off + len > data_.size()) return done(-EINVAL);
-    memcpy(buf, data_.data() + off, len);
     reads_++;
+    if (async_reads_) {
+      queue_.push_back(Pending{off, {}, false, std::move(done), buf, len});
+      return;
+    }
+    memcpy(buf, data_.data() + off, len);
     done(0);
   }
+  void set_async_reads(bool on) { async_reads_ = on; }
   void Write(uint64_t off, uint64_t len, const uint8_t* buf, Done done) override {
     if (off + len > data_.size()) return done(-EINVAL);
     queue_.push_back(Pending{off, std::vector<uint8_t>(buf, buf + len), true, std::move(done)});
@@ -74,6 +82,8 @@ class MemoryBlobIo : public BlobIo {
     if (fail_count_ > 0) {
       fail_count_--;
       res = fail_err_;
+    } else if (p.read_buf) {
+      memcpy(p.read_buf, data_.data() + p.off, p.read_len);
     } else {
       memcpy(data_.data() + p.off, p.data.data(), p.data.size());
       for (uint64_t c = p.off / kChunk; c * kChunk < p.off + p.data.size(); ++c) alloc_[c] = p.alloc;
@@ -92,6 +102,7 @@ class MemoryBlobIo : public BlobIo {
   std::vector<uint8_t> CrashImage(std::mt19937_64& rng) const {
     std::vector<uint8_t> img = data_;
     for (const Pending& p : queue_) {
+      if (p.read_buf) continue;
       uint64_t end = p.off + p.data.size();
       for (uint64_t c = p.off / kChunk * kChunk; c < end; c += kChunk) {
         if (rng() & 1) continue;  // this chunk of the write did not land
@@ -111,12 +122,15 @@ class MemoryBlobIo : public BlobIo {
     std::vector<uint8_t> data;
     bool alloc;
     Done done;
+    uint8_t* read_buf = nullptr;  // a queued read (set_async_reads)
+    uint64_t read_len = 0;
   };
   std::vector<uint8_t> data_;
   std::vector<bool> alloc_;
   std::deque<Pending> queue_;
   std::mt19937_64 rng_;
   int fail_count_ = 0, fail_err_ = 0;
+  bool async_reads_ = false;
   uint64_t writes_ = 0, reads_ = 0;
 };
 

@@ -59,6 +59,9 @@ class StateRunner {
     in->loop = std::move(*loop);
     if (image.empty()) in->blob = std::make_unique<MemoryBlobIo>(EngineBlobSize(vol_), rng_());
     else in->blob = std::make_unique<MemoryBlobIo>(std::move(image), rng_());
+    // Reads complete later, reordered with writes, as over the network
+    // (log mode acknowledges partial writes before their base arrives).
+    in->blob->set_async_reads(true);
     EngineOptions eo;
     eo.loop = in->loop.get();
     if (o_.checkpoint_ms) eo.checkpoint_interval_ms = o_.checkpoint_ms;
