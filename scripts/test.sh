@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Builds flurry and runs its test suites: unit, cluster (real processes on
-# loopback) and e2e (real NBD clients, FUSE + loop, filesystems, SQLite).
+# loopback), e2e (real NBD clients, FUSE + loop, filesystems, SQLite) and vm
+# (the kernel NBD client in a qemu VM: tests/vm/kernel_nbd.sh, ~2.5 min).
 #
-#   scripts/test.sh            build in ./build and run unit + cluster + e2e
+#   scripts/test.sh            build in ./build and run unit + cluster + e2e + vm
 #   scripts/test.sh --asan     also build ./build-asan (address+undefined) and run the unit tests there
 #   scripts/test.sh --quick    unit tests only
 #
@@ -16,7 +17,7 @@ for a in "$@"; do
   case "$a" in
     --asan) asan=1 ;;
     --quick) quick=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown option $a (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -25,7 +26,7 @@ if [ ! -f build/build.ninja ]; then
 fi
 meson compile -C build
 suites=(--suite unit)
-[ $quick -eq 1 ] || suites+=(--suite cluster --suite e2e)
+[ $quick -eq 1 ] || suites+=(--suite cluster --suite e2e --suite vm)
 meson test -C build --print-errorlogs --num-processes 2 "${suites[@]}"
 if [ $asan -eq 1 ]; then
   if [ ! -f build-asan/build.ninja ]; then
