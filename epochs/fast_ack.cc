@@ -41,6 +41,12 @@ void FastAckDevice::Submit(Admit a) {
 void FastAckDevice::Accept(Admit a) {
   if (a.flush) {
     c_.flushes++;
+    if (a.fua) {  // DurableFlush: reply when this epoch has retired
+      epochs_[curr_epoch_].fua_waiters.push_back(std::move(a.done));
+      curr_epoch_++;
+      MaybeRetire();
+      return;
+    }
     curr_epoch_++;
     MaybeRetire();
     return a.done(0);
@@ -194,6 +200,10 @@ void FastAckDevice::Write(uint64_t off, uint32_t len, const uint8_t* buf, bool f
 }
 
 void FastAckDevice::Flush(Done done) { Submit(Admit{Kind::kWrite, true, false, 0, 0, nullptr, std::move(done)}); }
+
+void FastAckDevice::DurableFlush(Done done) {
+  Submit(Admit{Kind::kWrite, true, true, 0, 0, nullptr, std::move(done)});
+}
 
 void FastAckDevice::Trim(uint64_t off, uint32_t len, Done done) {
   if (info_.read_only) return done(-EROFS);

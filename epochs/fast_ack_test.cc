@@ -170,5 +170,28 @@ TEST(FastAck, CrashStatesArePrefixConsistent) {
   }
 }
 
+TEST(FastAck, DurableFlushWaitsForEveryEarlierWriteAndTrim) {
+  // nbdserver's FUA on TRIM / WRITE_ZEROES: durable, unlike Flush().
+  MemoryBlobIo blob(kSize);
+  FastAckDevice d(Vol(), &blob, {});
+  auto a = Filled(8192, 7);
+  ASSERT_EQ(WriteSync(d, 0, a), 0);
+  int t = 1;
+  d.Trim(65536, 4096, [&](int r) { t = r; });
+  ASSERT_EQ(t, 0);
+  int f = 1;
+  d.DurableFlush([&](int r) { f = r; });
+  EXPECT_EQ(f, 1) << "replied before anything was durable";
+  while (f == 1 && blob.Step()) {
+  }
+  ASSERT_EQ(f, 0);
+  EXPECT_EQ(blob.pending(), 0u);
+  EXPECT_EQ(0, memcmp(blob.durable().data(), a.data(), a.size()));
+  // With nothing outstanding it replies at once.
+  int g = 1;
+  d.DurableFlush([&](int r) { g = r; });
+  EXPECT_EQ(g, 0);
+}
+
 }  // namespace
 }  // namespace flurry

@@ -179,6 +179,15 @@ void LogDevice::Flush(Done done) {
   done(0);
 }
 
+void LogDevice::DurableFlush(Done done) {
+  c_.flushes++;
+  if (!opened_) return done(-EIO);
+  if (info_.read_only) return done(0);
+  if (failed_ < 0) return done(failed_);
+  fua_waiters_.push_back({cur_epoch_++, std::move(done)});
+  Pump();
+}
+
 void LogDevice::Pump() {
   if (pumping_) {
     pump_again_ = true;

@@ -110,6 +110,8 @@ class LogDevice : public Engine {
   void Read(uint64_t off, uint32_t len, uint8_t* buf, Done done) override;
   void Write(uint64_t off, uint32_t len, const uint8_t* buf, bool fua, Done done) override;
   void Flush(Done done) override;
+  // Closes the current epoch and replies once last_durable_epoch() covers it.
+  void DurableFlush(Done done) override;
   void Trim(uint64_t off, uint32_t len, Done done) override;
   void Zero(uint64_t off, uint32_t len, bool may_trim, bool fast_only, Done done) override;
   void BlockStatus(uint64_t off, uint32_t len, ExtentsDone done) override;

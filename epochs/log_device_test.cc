@@ -607,6 +607,35 @@ TEST(LogDevice, PartialWritesAreAcknowledgedEarlyAndReadsWaitForThem) {
   EXPECT_EQ(got, want);
 }
 
+TEST(LogDevice, DurableFlushWaitsForEveryEarlierWriteAndTrim) {
+  const uint64_t size = 16 * 4096;
+  auto g = *LogGeometry::For(size, 4096);
+  MemoryBlobIo blob(g.blob_bytes);
+  blob.set_async_reads(true);
+  auto dev = OpenDevice(Vol(size, 4096), blob);
+  ASSERT_TRUE(dev);
+  std::vector<uint8_t> a(4096, 0x5a);
+  std::optional<int> w, t, f;
+  dev->Write(0, 4096, a.data(), false, [&](int r) { w = r; });
+  dev->Trim(8192, 100, [&](int r) { t = r; });  // partial: needs a base
+  dev->DurableFlush([&](int r) { f = r; });
+  ASSERT_TRUE(w && t);
+  EXPECT_FALSE(f) << "replied before anything was durable";
+  const uint64_t e = dev->current_epoch();
+  logtest::StepUntil(blob, f);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(*f, 0);
+  EXPECT_GE(dev->last_durable_epoch(), e - 1);
+  // Durable: a crash now loses nothing of it.
+  std::mt19937_64 rng(1);
+  MemoryBlobIo after(blob.CrashImage(rng), 2);
+  auto dev2 = OpenDevice(Vol(size, 4096), after);
+  ASSERT_TRUE(dev2);
+  std::vector<uint8_t> got(4096);
+  ASSERT_EQ(Sync(after, [&](auto d) { dev2->Read(0, 4096, got.data(), d); }), 0);
+  EXPECT_EQ(got, a);
+}
+
 TEST(LogDevice, HugeTrimIsSplit) {
   const uint64_t size = 8192ull * 4096;  // 32 MiB, 8192 blocks
   auto g = *LogGeometry::For(size, 4096);

@@ -17,6 +17,10 @@
 // - Flush() covers every write completed before it was called, from any
 //   connection (this is what makes NBD_FLAG_CAN_MULTI_CONN truthful).
 // - fua=true on Write() means the write is durable when done(0) runs.
+// - DurableFlush(): like Flush(), but when done(0) runs every write, trim
+//   and zero completed before the call is durable, whatever the write mode
+//   (nbdserver uses it for FUA on TRIM and WRITE_ZEROES). The default is
+//   Flush(), which is right for devices whose Flush() is durable.
 #pragma once
 
 #include <cstdint>
@@ -59,6 +63,7 @@ class BlockDevice {
   virtual void Read(uint64_t off, uint32_t len, uint8_t* buf, Done done) = 0;
   virtual void Write(uint64_t off, uint32_t len, const uint8_t* buf, bool fua, Done done) = 0;
   virtual void Flush(Done done) = 0;
+  virtual void DurableFlush(Done done) { Flush(std::move(done)); }
   // Trim: the range may read back as anything afterwards (flurry: zeros).
   virtual void Trim(uint64_t off, uint32_t len, Done done) = 0;
   // Zero: the range reads back as zeros. may_trim allows deallocation;

@@ -173,8 +173,8 @@ void Step(std::shared_ptr<RangedOp> op) {
     if (!op->completed) return;  // asynchronous: the callback continues
   }
   if (op->err == 0 && (op->r.flags & kCmdFlagFua)) {
-    op->r.flags &= ~kCmdFlagFua;  // flush once
-    return op->dev->Flush(std::move(op->done));
+    op->r.flags &= ~kCmdFlagFua;  // once; durable even where Flush() is not
+    return op->dev->DurableFlush(std::move(op->done));
   }
   op->done(op->err);
 }
