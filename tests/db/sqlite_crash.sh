@@ -17,13 +17,16 @@
 #     lost commits counted, allowed).
 # Skips (77) without root, /dev/fuse, losetup or python3.
 #
+#   --strict applies the write-through check (no acknowledged commit lost) to
+#   every mode: a negative control, fast-ack and log are expected to fail it.
+#
 #   usage: sqlite_crash.sh FLURRY_META FLURRY_TRACTSERVER FLURRY_DISK
 #              [--kills N] [--modes "write-through fast-ack log"]
-#              [--min-s S] [--max-s S] [--seed N] [--delay-us N]
+#              [--min-s S] [--max-s S] [--seed N] [--delay-us N] [--strict]
 #   sqlite_crash.sh --help
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-if [[ ${1:-} == -h || ${1:-} == --help ]]; then sed -n '2,25p' "$0"; exit 0; fi
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0; fi
 # shellcheck source=../disk/lib.sh
 source "$here/../disk/lib.sh"
 # shellcheck source=dblib.sh
@@ -31,7 +34,7 @@ source "$here/dblib.sh"
 [[ $# -ge 3 ]] || { echo "usage: $0 FLURRY_META FLURRY_TRACTSERVER FLURRY_DISK [options]" >&2; exit 2; }
 bins=("$1" "$2" "$3")
 shift 3
-KILLS=1 MODES="write-through fast-ack log" MIN_S=1 MAX_S=4 SEED=${SEED:-$RANDOM} DELAY=0
+KILLS=1 MODES="write-through fast-ack log" MIN_S=1 MAX_S=4 SEED=${SEED:-$RANDOM} DELAY=0 STRICT=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --kills) KILLS=$2; shift 2 ;;
@@ -40,6 +43,7 @@ while [[ $# -gt 0 ]]; do
     --max-s) MAX_S=$2; shift 2 ;;
     --seed) SEED=$2; shift 2 ;;
     --delay-us) DELAY=$2; shift 2 ;;
+    --strict) STRICT=1; shift ;;
     *) echo "sqlite_crash.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -99,7 +103,9 @@ for mode in $MODES; do
     fi
     db_mount "$LOOPDEV" "$MNT"
     out=$T/logs/verify-$mode-$k.log
-    if ! db_bounded 300 "$out" python3 "$W" verify "$DB" "$k" "$T/ack-$mode-$k" "$STATE" --mode "$mode"; then
+    check=$mode
+    [[ $STRICT == 1 ]] && check=write-through
+    if ! db_bounded 300 "$out" python3 "$W" verify "$DB" "$k" "$T/ack-$mode-$k" "$STATE" --mode "$check"; then
       cat "$out"
       echo "FAIL: mode $mode kill $k: SQLite check failed"
       failed=1
