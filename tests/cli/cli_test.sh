@@ -69,6 +69,13 @@ for c in "cluster start" "cluster stop" "cluster status" status "volume create" 
 done
 ok "$FLURRY" volume --help
 has "volume create"
+# `flurry crashtest` is flurry-crashtest: its help, and a tiny real run.
+OUT=$OVERVIEW
+has "^  crashtest "
+ok "$FLURRY" crashtest --help
+has "^usage: flurry-crashtest inproc"
+ok "$FLURRY" crashtest inproc --mode log --states 10 --seed 5
+has "mode log: 10 crash states, 0 violations"
 ok "$FLURRY" --version
 has "^flurry [0-9]"
 

@@ -3,13 +3,17 @@
 // flurry: the command line. Finds the command, handles --help, parses the
 // flags and runs it (see cli.h).
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "tools/cli/cli.h"
+#include "tools/cli/process.h"
 
 #ifndef FLURRY_VERSION
 #define FLURRY_VERSION "unknown"
@@ -25,7 +29,32 @@ std::vector<Command> AllCommands() {
     auto t = table();
     all.insert(all.end(), t.begin(), t.end());
   }
+  // Runs flurry-crashtest with the remaining arguments (see RunCrashtest).
+  Command crash;
+  crash.name = "crashtest";
+  crash.summary = "Crash-inject a write mode and check its invariant (runs flurry-crashtest; --help there).";
+  all.push_back(crash);
   return all;
+}
+
+// `flurry crashtest ARGS...` is flurry-crashtest ARGS... (its own --help and
+// flags), found like the daemons: beside flurry, in the build tree, or in
+// $FLURRY_BIN_DIR.
+int RunCrashtest(const std::vector<std::string>& rest) {
+  auto bin = FindBinary("flurry-crashtest");
+  if (!bin.ok()) {
+    fprintf(stderr, "flurry crashtest: %s\n", bin.status.message().c_str());
+    return 1;
+  }
+  std::vector<std::string> argv{bin.value};
+  argv.insert(argv.end(), rest.begin(), rest.end());
+  if (rest.empty()) argv.push_back("--help");
+  std::vector<char*> cargv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  execv(cargv[0], cargv.data());
+  fprintf(stderr, "flurry crashtest: cannot run %s: %s\n", cargv[0], strerror(errno));
+  return 1;
 }
 
 void PrintOverview(const std::vector<Command>& all, const std::string& group, FILE* out) {
@@ -104,6 +133,8 @@ int main(int argc, char** argv) {
     PrintOverview(all, "", stderr);
     return 2;
   }
+  if (args[i] == "crashtest")
+    return RunCrashtest(std::vector<std::string>(args.begin() + static_cast<long>(i + 1), args.end()));
   const Command* cmd = nullptr;
   size_t words = 0;
   for (const Command& c : all) {

@@ -35,6 +35,7 @@ std::string BuildSubdir(const std::string& name) {
   if (name == "flurry-meta") return "meta";
   if (name == "flurry-tractserver") return "tractserver";
   if (name == "flurry-disk") return "daemon";
+  if (name == "flurry-crashtest") return "tools/crashtest";
   return "";
 }
 
@@ -75,6 +76,7 @@ StatusOr<std::string> FindBinary(const std::string& name) {
   }
   std::string self = SelfDir();
   tried.push_back(self + "/" + name);
+  // In the build tree this binary is build/tools/cli/flurry.
   if (!BuildSubdir(name).empty()) tried.push_back(self + "/../../" + BuildSubdir(name) + "/" + name);
   for (const auto& p : tried) {
     if (!Executable(p)) continue;
