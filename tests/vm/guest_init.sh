@@ -15,7 +15,8 @@
 #     on /dev/nbdN + mkfs.ext4 + mount: the product path, unchanged)
 #   copy a file tree with known sha256 sums onto it, sync
 #     (KILL=1: file by file, each followed by sync, in the background; after
-#     two files a tract server is killed with SIGKILL; the writer must still
+#     two files a live tract server (ts1 first) is killed with SIGKILL, found
+#     by its pid file in D/pids/; the writer must still
 #     be running then, and must finish without error)
 #   flurry detach V; drop the page cache
 #   flurry attach V /mnt/V --via nbd   (no --mkfs: must find the filesystem)
@@ -54,6 +55,7 @@ run_case() {
     || { cat /tmp/attach.out; bad "flurry attach --via nbd --mkfs ext4 failed"; }
   attach_s=$(since "$t")
   cat /tmp/attach.out
+  tail -n 4 "$D/logs/attach-$vol.log" || true  # flurry-disk's start-up lines
   grep -q 'kernel NBD client' /tmp/attach.out || bad "flurry attach did not use the kernel NBD client"
   [ -f /tmp/mkfs.time ] || bad "flurry attach --mkfs ext4 did not run mkfs.ext4"
   mkfs_s=$(awk '{ printf "%.1f", $2 - $1 }' /tmp/mkfs.time)
@@ -90,12 +92,24 @@ run_case() {
     done
     kill -0 "$writer" 2>/dev/null || bad "the writer finished before the kill; the case would prove nothing"
     done_at_kill=$(wc -l </tmp/progress)
-    ts_pid=$(cat "$D/pids/ts1.pid")
+    ts='' ts_pid=''
+    for i in 1 2 3 0; do  # the first tract server still alive (a kill case may come twice)
+      p=$(cat "$D/pids/ts$i.pid" 2>/dev/null || true)
+      if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then ts=ts$i ts_pid=$p; break; fi
+    done
+    [ -n "$ts_pid" ] || bad "no live tract server to kill"
     kill -9 "$ts_pid"
-    echo "killed tract server ts1 (pid $ts_pid) after $done_at_kill of $(wc -l <"$SRC/files") files"
+    echo "killed tract server $ts (pid $ts_pid) after $done_at_kill of $(wc -l <"$SRC/files") files"
     wait "$writer" || bad "the writes failed after a tract server was killed"
     [ "$(wc -l </tmp/progress)" -eq "$(wc -l <"$SRC/files")" ] || bad "the writer did not write every file"
     sync
+    n=0  # meta must have noticed (heartbeat timeout 5 s): the writes rode through a real failure
+    until flurry cluster status --dir "$D" | grep -E "^ .* down .* $ts \(exited\)" >/dev/null; do
+      n=$((n + 1))
+      [ $n -lt 30 ] || { flurry cluster status --dir "$D" || true; bad "meta does not list $ts as down"; }
+      sleep 1
+    done
+    flurry cluster status --dir "$D" | grep "^servers"
   else
     cp -a "$SRC/tree/." "$mnt/tree/"
     sync

@@ -144,6 +144,7 @@ echo "kernel: $(basename "$KDIR") ($(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN
 
 # --- 2. the initramfs ------------------------------------------------------
 step "initramfs"
+t0=$(date +%s.%N)
 R=$T/root
 mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,usr/local/bin,usr/local/lib/flurry-vm,lib/modules,etc,proc,sys,dev,tmp,run,mnt,data}
 cp "$BUSYBOX" "$R/bin/busybox"
@@ -199,7 +200,8 @@ cp "$here/guest_init.sh" "$R/init"
 chmod 755 "$R/init"
 echo "$CASES" >"$R/cases"
 (cd "$R" && find . | cpio -o -H newc --quiet) >"$T/initrd.cpio"  # uncompressed: TCG unpacks it faster
-echo "initramfs: $(du -h "$T/initrd.cpio" | cut -f1) ($(find "$R" -type f | wc -l) files)"
+echo "initramfs: $(du -h "$T/initrd.cpio" | cut -f1) ($(find "$R" -type f | wc -l) files)" \
+  "built in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 
 # --- 3. the VM -------------------------------------------------------------
 step "booting the VM (qemu TCG, timeout ${TIMEOUT}s); cases: $CASES"
