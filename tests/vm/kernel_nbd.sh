@@ -13,6 +13,8 @@
 #   Default cases: "write-through fast-ack log kill:write-through", all in
 #   one boot (TCG is slow). --timeout is the hard limit on the VM (default
 #   420 s). --keep leaves the work directory (initramfs, console log).
+#   The kernel cache is $FLURRY_VM_CACHE (default ${XDG_CACHE_HOME:-/var/cache}/flurry-vm).
+#   Meson: meson test -C BUILDDIR --suite vm --print-errorlogs
 #
 # What it does, on the host:
 #   1. the kernel: the linux-image-*-amd64 package that apt offers for
@@ -36,7 +38,7 @@ skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 step() { echo "=== $*"; }
 
-[[ $# -ge 4 ]] || { sed -n '4,16p' "$0"; exit 2; }
+[[ $# -ge 4 ]] || { sed -n '4,18p' "$0"; exit 2; }
 FLURRY=$1 FLURRY_META=$2 FLURRY_TS=$3 FLURRY_DISK=$4
 shift 4
 CASES="write-through fast-ack log kill:write-through"
@@ -73,8 +75,14 @@ done
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/flurry-vm.XXXXXX")
 QEMU_PID=
+LOG=$T/console.log
+SHOWN=0  # the console log was printed
 cleanup() {
   local rc=$?
+  if [[ $SHOWN -eq 0 && -s $LOG ]]; then
+    echo "--- the last 60 lines of the console (interrupted) ---"
+    tr -d '\r' <"$LOG" | tail -n 60
+  fi
   if [[ -n $QEMU_PID ]] && kill -0 "$QEMU_PID" 2>/dev/null; then
     kill "$QEMU_PID" 2>/dev/null || true
     sleep 1
@@ -136,7 +144,10 @@ elif [[ -n $PKG ]]; then
 fi
 if [[ -z $KDIR ]]; then
   KDIR=$(cached_kernel || true)
-  [[ -n $KDIR ]] || skip "no kernel: apt offers no linux-image-*-amd64 (apt-cache depends linux-image-amd64${PKG:+ -> $PKG, download failed}) and $CACHE holds none"
+  if [[ -z $KDIR && -z $PKG ]]; then
+    skip "no kernel: apt offers no linux-image-*-amd64 (apt-cache depends linux-image-amd64) and $CACHE holds none"
+  fi
+  [[ -n $KDIR ]] || skip "no kernel: apt-get download $PKG failed and $CACHE holds none"
   echo "using the cached kernel $KDIR (apt could not provide ${PKG:-one})"
 fi
 exec 9>&-
@@ -205,7 +216,6 @@ echo "initramfs: $(du -h "$T/initrd.cpio" | cut -f1) ($(find "$R" -type f | wc -
 
 # --- 3. the VM -------------------------------------------------------------
 step "booting the VM (qemu TCG, timeout ${TIMEOUT}s); cases: $CASES"
-LOG=$T/console.log
 start=$(date +%s.%N)
 timeout --kill-after=10 "$TIMEOUT" "$QEMU" -accel tcg -smp 2 -m 2048 -nographic -no-reboot -nic none \
   -kernel "$KDIR/vmlinuz" -initrd "$T/initrd.cpio" \
@@ -218,6 +228,7 @@ wall=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 echo "--- console ---"
 tr -d '\r' <"$LOG"
 echo "--- end of console ---"
+SHOWN=1
 [[ $qrc -ne 124 && $qrc -ne 137 ]] || echo "the VM was stopped after ${TIMEOUT}s (timeout)"
 
 # --- 4. verdict ------------------------------------------------------------
