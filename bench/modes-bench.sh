@@ -8,12 +8,14 @@
 #                             [--size 256m] [--repeat N] [--build DIR] [--out FILE]
 #
 # One local cluster (meta + 4 tract servers, --delay-us per request), one
-# volume per mode (write-through, fast-ack, log), one flurry-disk serving
-# all three. fio (ioengine=nbd), one job at a time, per mode:
+# volume per mode (write-through, fast-ack, log with the default 64 KiB
+# blocks, and log-4k: log with 4 KiB blocks, so 4 KiB writes need no
+# read-before-write), one flurry-disk serving them all. fio (ioengine=nbd),
+# one job at a time, per volume:
 #   fsync1    4 KiB random write, flush after every write, QD1
 #   fsync4    4 KiB random write, flush after every 4 writes, QD4
 #   nofsync   4 KiB random write, no flush, QD32
-#   aligned   64 KiB (= block size) random write, flush every 4, QD4
+#   aligned   64 KiB random write at 64 KiB offsets (= the default block size), flush every 4, QD4
 # Prints IOPS per mode and the ratio to write-through (medians with --repeat).
 # Data lost per crash at these rates comes from flurry-crashtest (see README).
 set -euo pipefail
@@ -28,7 +30,7 @@ while [ $# -gt 0 ]; do
     --size) size=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "modes-bench.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -40,9 +42,13 @@ cleanup() { "$flurry" cluster stop --dir "$work/c" >/dev/null 2>&1 || true; rm -
 trap cleanup EXIT
 
 "$flurry" cluster start --dir "$work/c" --servers 4 --meta-port 0 --delay-us "$delay" >/dev/null
-modes=(write-through fast-ack log)
+modes=(write-through fast-ack log log-4k)
 for m in "${modes[@]}"; do
-  "$flurry" volume create "$m" --size 1G --replicas "$replicas" --mode "$m" --dir "$work/c" >/dev/null
+  case $m in
+    log-4k) args=(--mode log --block 4K) ;;
+    *) args=(--mode "$m") ;;
+  esac
+  "$flurry" volume create "$m" --size 1G --replicas "$replicas" "${args[@]}" --dir "$work/c" >/dev/null
 done
 "$flurry" serve "${modes[@]}" --daemon --listen 127.0.0.1:0 --dir "$work/c" > "$work/serve.out"
 port=$(sed -n 's|.*nbd://127.0.0.1:\([0-9]*\)/.*|\1|p' "$work/serve.out" | head -1)
@@ -76,19 +82,22 @@ done
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 {
   echo "write modes, fio ioengine=nbd, ${runtime} s per job, R=$replicas, tract server delay ${delay} us, medians of $repeat"
-  printf '| %-42s | %13s | %9s | %9s | %9s | %9s |\n' job write-through fast-ack log fa/wt log/wt
-  printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..44})" "$(printf -- '-%.0s' {1..15})" "$(printf -- '-%.0s' {1..11})" "$(printf -- '-%.0s' {1..11})" "$(printf -- '-%.0s' {1..11})" "$(printf -- '-%.0s' {1..11})"
+  printf '| %-42s | %13s | %9s | %9s | %9s | %7s | %7s | %8s |\n' job write-through fast-ack log log-4k fa/wt log/wt log4k/wt
+  printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..44})" "$(printf -- '-%.0s' {1..15})" \
+    "$(printf -- '-%.0s' {1..11})" "$(printf -- '-%.0s' {1..11})" "$(printf -- '-%.0s' {1..11})" \
+    "$(printf -- '-%.0s' {1..9})" "$(printf -- '-%.0s' {1..9})" "$(printf -- '-%.0s' {1..10})"
   for j in "${jobs[@]}"; do
     wt=$(echo "${res[write-through,$j]}" | median)
     fa=$(echo "${res[fast-ack,$j]}" | median)
     lg=$(echo "${res[log,$j]}" | median)
+    l4=$(echo "${res[log-4k,$j]}" | median)
     case $j in
       fsync1) d="4K randwrite, fsync each, QD1" ;;
       fsync4) d="4K randwrite, fsync every 4, QD4" ;;
       nofsync) d="4K randwrite, no fsync, QD32" ;;
       aligned) d="64K aligned randwrite, fsync/4, QD4" ;;
     esac
-    printf '| %-42s | %13s | %9s | %9s | %9.2f | %9.2f |\n' "$d (IOPS)" "$wt" "$fa" "$lg" \
-      "$(echo "$fa / $wt" | bc -l)" "$(echo "$lg / $wt" | bc -l)"
+    printf '| %-42s | %13s | %9s | %9s | %9s | %7.2f | %7.2f | %8.2f |\n' "$d (IOPS)" "$wt" "$fa" "$lg" "$l4" \
+      "$(echo "$fa / $wt" | bc -l)" "$(echo "$lg / $wt" | bc -l)" "$(echo "$l4 / $wt" | bc -l)"
   done
 } | tee ${out:+"$out"}

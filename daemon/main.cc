@@ -50,7 +50,8 @@ void Usage(FILE* f) {
           "  -h, --help           this text\n"
           "\n"
           "Prints \"flurry-disk: ready\" on stderr once every export is being served;\n"
-          "SIGTERM or SIGINT finish in-flight IO, close connections and exit 0.\n");
+          "SIGTERM or SIGINT finish in-flight IO, close connections and exit 0.\n"
+          "SIGUSR1 logs every volume's engine counters (one line per volume).\n");
 }
 }  // namespace
 
@@ -104,6 +105,7 @@ int main(int argc, char** argv) {
   sigemptyset(&mask);
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);  // inherited by every thread
 
   // Volumes from meta.
@@ -204,7 +206,21 @@ int main(int argc, char** argv) {
           fuse_dir.c_str());
 
   int sig = 0;
-  sigwait(&mask, &sig);
+  for (;;) {
+    sigwait(&mask, &sig);
+    if (sig != SIGUSR1) break;
+    // Counters of every volume's engine, one log line each.
+    std::promise<void> logged;
+    (*loop)->PostFromAnyThread([&] {
+      for (size_t i = 0; i < devices.size(); ++i) {
+        std::string t = devices[i].device->CountersText();
+        std::replace(t.begin(), t.end(), '\n', ' ');
+        FLOG_INFO("counters '%s': %s", infos[i].name.c_str(), t.c_str());
+      }
+      logged.set_value();
+    });
+    logged.get_future().wait();
+  }
   FLOG_INFO("signal %d: finishing in-flight IO and shutting down", sig);
 #ifdef FLURRY_HAVE_FUSE
   if (fuse) fuse->Stop();
