@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     --size) size=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "modes-bench.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
 done
