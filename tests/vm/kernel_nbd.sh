@@ -75,6 +75,7 @@ done
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/flurry-vm.XXXXXX")
 QEMU_PID=
+DL=
 LOG=$T/console.log
 SHOWN=0  # the console log was printed
 cleanup() {
@@ -88,6 +89,7 @@ cleanup() {
     sleep 1
     kill -9 "$QEMU_PID" 2>/dev/null || true
   fi
+  [[ -z $DL ]] || rm -rf "$DL"  # a half-done kernel download
   if [[ $KEEP -eq 1 ]]; then echo "work directory kept: $T"
   else rm -rf "$T"; fi
   exit $rc
@@ -115,7 +117,8 @@ if [[ -n $PKG && -f $CACHE/$PKG/ready ]]; then
   KDIR=$CACHE/$PKG
 elif [[ -n $PKG ]]; then
   step "fetching $PKG (apt-get download) into $CACHE"
-  dl=$(mktemp -d "$CACHE/dl.XXXXXX")
+  DL=$(mktemp -d "$CACHE/dl.XXXXXX")
+  dl=$DL
   if (cd "$dl" && apt-get download "$PKG") >"$dl/apt.log" 2>&1; then
     dpkg-deb -x "$dl"/"$PKG"_*.deb "$dl/x" || fail "dpkg-deb -x $PKG failed"
     out=$dl/kernel
@@ -141,6 +144,7 @@ elif [[ -n $PKG ]]; then
     echo "apt-get download $PKG failed: $(tail -n 3 "$dl/apt.log")"
   fi
   rm -rf "$dl"
+  DL=
 fi
 if [[ -z $KDIR ]]; then
   KDIR=$(cached_kernel || true)
