@@ -58,6 +58,7 @@ void FdsClient::Conn::Send(FdsReq* r) {
     delete r;
     return d(-ECONNRESET);
   }
+  if (pending_.empty()) last_progress_ns_ = Loop::NowNs();
   pending_[r->hdr.id] = r;
   sendq_.push_back(r);
   Flush();
@@ -89,6 +90,7 @@ void FdsClient::Conn::OnSent(int res) {
   send_in_flight_ = false;
   if (broken_) return MaybeDelete();
   if (res <= 0) return Break(res == 0 ? -ECONNRESET : res);
+  last_progress_ns_ = Loop::NowNs();
   size_t n = static_cast<size_t>(res) + sent_;
   while (!sendq_.empty()) {
     FdsReq* r = sendq_.front();
@@ -110,6 +112,7 @@ void FdsClient::Conn::PostRecv() {
       recv_in_flight_ = false;
       if (broken_) return MaybeDelete();
       if (r <= 0) return Break(r == 0 ? -ECONNRESET : r);
+      last_progress_ns_ = Loop::NowNs();
       seg_off_ += static_cast<size_t>(r);
       if (seg_off_ == segs_[seg_].n) { seg_++; seg_off_ = 0; }
       Parse();
@@ -130,6 +133,7 @@ void FdsClient::Conn::OnRecv(int res) {
   recv_in_flight_ = false;
   if (broken_) return MaybeDelete();
   if (res <= 0) return Break(res == 0 ? -ECONNRESET : res);
+  last_progress_ns_ = Loop::NowNs();
   rend_ += static_cast<size_t>(res);
   Parse();
   PostRecv();
@@ -191,6 +195,7 @@ void FdsClient::Conn::Parse() {
 void FdsClient::Conn::FinishReply() {
   FdsReq* r = cur_;
   cur_ = nullptr;
+  last_progress_ns_ = Loop::NowNs();
   if (!r) return;  // a reply nobody waits for (should not happen)
   int st = rh_.status;
   if (st == 0 && rh_.payload_len > 0) {
@@ -208,10 +213,17 @@ void FdsClient::Conn::FinishReply() {
   d(st);
 }
 
-void FdsClient::Conn::ExpireTimeouts(uint64_t now) {
+void FdsClient::Conn::ExpireTimeouts(uint64_t now, uint64_t idle_timeout_ns) {
+  if (pending_.empty() || broken_) return;
+  if (now - last_progress_ns_ > idle_timeout_ns) {
+    FLOG_WARN("tract server %s: no progress for %.1f s with %zu requests outstanding; reconnecting",
+              addr_.c_str(), (now - last_progress_ns_) / 1e9, pending_.size());
+    return Break(-ETIMEDOUT);
+  }
   for (auto& [id, r] : pending_) {
     if (r->deadline_ns && r->deadline_ns < now) {
-      FLOG_WARN("tract server %s: request timed out; reconnecting", addr_.c_str());
+      FLOG_WARN("tract server %s: a request got no reply in %.1f s; reconnecting", addr_.c_str(),
+                6 * idle_timeout_ns / 1e9);
       return Break(-ETIMEDOUT);
     }
   }

@@ -25,7 +25,7 @@ namespace flurry {
 struct FdsReq {
   tractproto::RequestHeader hdr{};
   const uint8_t* payload = nullptr;
-  uint64_t deadline_ns = 0;
+  uint64_t deadline_ns = 0;  // backstop: break the connection if still unanswered
   // Where a successful reply's payload goes (null = discard).
   std::vector<uint8_t>* aux_sink = nullptr;
   uint8_t* data_sink = nullptr;
@@ -41,7 +41,9 @@ class FdsClient::Conn {
   void Send(FdsReq* r);
   // Fails every pending request with err and closes the socket.
   void Break(int err);
-  void ExpireTimeouts(uint64_t now_ns);
+  // Breaks the connection if it has requests outstanding and made no
+  // progress for idle_timeout_ns, or a request is past its deadline_ns.
+  void ExpireTimeouts(uint64_t now_ns, uint64_t idle_timeout_ns);
   bool broken() const { return broken_; }
   const std::string& addr() const { return addr_; }
 
@@ -68,6 +70,7 @@ class FdsClient::Conn {
   std::vector<iovec> iov_;
   msghdr msg_{};
   std::unordered_map<uint64_t, FdsReq*> pending_;  // sent or queued, awaiting reply
+  uint64_t last_progress_ns_ = 0;  // last byte sent / reply received, or idle -> busy
   // Receive state.
   std::vector<uint8_t> rbuf_;
   size_t rstart_ = 0, rend_ = 0;

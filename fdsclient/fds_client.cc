@@ -86,7 +86,7 @@ void FdsClient::Tick() {
   uint64_t now = Loop::NowNs();
   std::vector<Conn*> all;
   for (auto& [a, v] : conns_) all.insert(all.end(), v.begin(), v.end());
-  for (Conn* c : all) c->ExpireTimeouts(now);
+  for (Conn* c : all) c->ExpireTimeouts(now, static_cast<uint64_t>(opts_.request_timeout_ms) * 1000000);
   tick_ = loop_->AddTimer(100 * 1000000ull, [this] { Tick(); });
 }
 
@@ -194,7 +194,7 @@ void FdsClient::SendTo(Op* op, size_t idx) {
     r->payload = op->wbuf;
   }
   SealHeader(&h);
-  r->deadline_ns = Loop::NowNs() + static_cast<uint64_t>(opts_.request_timeout_ms) * 1000000;
+  r->deadline_ns = Loop::NowNs() + 6 * static_cast<uint64_t>(opts_.request_timeout_ms) * 1000000;
   if (op->opcode == kOpRead || op->opcode == kOpStatTract) r->aux_sink = &op->bitmap;
   if (op->opcode == kOpRead && !(op->flags & kFlagAllocOnly)) {
     r->data_sink = op->rbuf;

@@ -55,6 +55,11 @@ class FdsClient {
  public:
   struct Options {
     HostPort meta;
+    // A connection with requests outstanding that makes no progress (no
+    // byte sent, no reply received) for this long is broken and its
+    // requests retried; so is one where a single request waits 6x as long.
+    // Progress, not per-request age: a deep queue on a live server is not
+    // a timeout.
     uint32_t request_timeout_ms = 10000;
     uint32_t op_deadline_ms = 60000;
     uint32_t conns_per_server = 1;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <cstring>
 
 #include "tests/cluster/cluster_fixture.h"
 #include "tests/cluster/workload.h"
@@ -47,6 +48,67 @@ TEST_F(ClusterTest, ShutdownFailsOperationsWaitingToRetry) {
   client_.reset();
   RunUntil(loop_.get(), [] { return false; }, 2500);  // any stale retry timer fires here
   EXPECT_EQ(calls, 1);
+}
+
+// A server that stops answering (SIGSTOP: its socket stays open) breaks its
+// connection after request_timeout_ms without progress; reads fail over to
+// the other replica and still succeed.
+TEST_F(ClusterTest, HungServerTimesOutAndReadsFailOver) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(2, /*heartbeat_timeout_ms=*/60000));
+  VolumeInfo v = CreateVolume("hung", 4 * kTract, kTract, 2);
+  FdsClient* c = Client(/*op_deadline_ms=*/20000, /*request_timeout_ms=*/500);
+  ASSERT_NE(c, nullptr);
+  std::vector<uint8_t> buf(kTract);
+  for (size_t i = 0; i < buf.size(); ++i) buf[i] = static_cast<uint8_t>(i * 7 + 1);
+  int res = 1;
+  c->Write(Blob(v), 0, 0, kTract, buf.data(), 0, [&](int r) { res = r; });
+  ASSERT_TRUE(RunUntil(loop_.get(), [&] { return res != 1; }, 10000));
+  ASSERT_EQ(res, 0);
+
+  ASSERT_TRUE(cluster_->SignalServer(0, SIGSTOP).ok());
+  // Reads start on a replica that depends on the offset: some on the hung one.
+  for (uint32_t off = 0; off < kTract; off += 64 * 1024) {
+    std::vector<uint8_t> got(4096);
+    res = 1;
+    uint64_t t0 = Loop::NowNs();
+    c->Read(Blob(v), 0, off, 4096, got.data(), [&](int r, std::vector<uint8_t>) { res = r; });
+    ASSERT_TRUE(RunUntil(loop_.get(), [&] { return res != 1; }, 10000)) << "read at " << off << " hung";
+    ASSERT_EQ(res, 0);
+    EXPECT_EQ(0, memcmp(got.data(), buf.data() + off, 4096));
+    EXPECT_LT(Loop::NowNs() - t0, 3'000'000'000ull);
+  }
+  EXPECT_GT(c->stats().timeouts, 0u);
+  EXPECT_GT(c->stats().failovers, 0u);
+  ASSERT_TRUE(cluster_->SignalServer(0, SIGCONT).ok());
+}
+
+// A deep queue on a live server is not a timeout: with 100 ms of service
+// latency and at most 256 requests in flight per connection (the server's
+// bound), 2048 writes take ~0.8 s — far beyond the 300 ms request timeout
+// for the last of them — yet replies keep coming, so nothing may break.
+TEST_F(ClusterTest, DeepQueueOnALiveServerIsNotATimeout) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(1, /*heartbeat_timeout_ms=*/60000, {"--delay-us", "100000"}));
+  const uint64_t tracts = 32;
+  VolumeInfo v = CreateVolume("deep", tracts * kTract, kTract, 1);
+  FdsClient* c = Client(/*op_deadline_ms=*/60000, /*request_timeout_ms=*/300);
+  ASSERT_NE(c, nullptr);
+  std::vector<uint8_t> buf(4096, 0x42);
+  int done = 0, failed = 0;
+  const int n = 2048;
+  uint64_t t0 = Loop::NowNs();
+  for (int i = 0; i < n; ++i) {
+    uint64_t tract = static_cast<uint64_t>(i) % tracts;
+    uint32_t off = static_cast<uint32_t>(i / tracts) * 4096;
+    c->Write(Blob(v), tract, off, 4096, buf.data(), 0, [&](int r) {
+      done++;
+      if (r != 0) failed++;
+    });
+  }
+  ASSERT_TRUE(RunUntil(loop_.get(), [&] { return done == n; }, 30000));
+  EXPECT_EQ(failed, 0);
+  EXPECT_GT(Loop::NowNs() - t0, 600'000'000ull) << "the server did not queue: the test proves nothing";
+  EXPECT_EQ(c->stats().timeouts, 0u);
+  EXPECT_EQ(c->stats().retries, 0u);
 }
 
 }  // namespace

@@ -257,6 +257,13 @@ Status LocalCluster::KillServer(int i, int sig) {
   return Status::Ok();
 }
 
+Status LocalCluster::SignalServer(int i, int sig) {
+  Proc& p = servers_.at(static_cast<size_t>(i));
+  if (p.pid <= 0) return Status::Error(-ESRCH, p.name + " is not running");
+  if (kill(p.pid, sig) < 0) return Status::Error(-errno, "kill " + p.name + ": " + errstr(-errno));
+  return Status::Ok();
+}
+
 Status LocalCluster::RestartServer(int i) {
   Proc& p = servers_.at(static_cast<size_t>(i));
   if (server_running(i)) return Status::Error(-EBUSY, p.name + " is still running");

@@ -61,6 +61,8 @@ class LocalCluster {
 
   // Sends sig to server i and reaps it (waits up to 10 s).
   Status KillServer(int i, int sig = 9);
+  // Sends sig to server i and returns (SIGSTOP / SIGCONT: a hung server).
+  Status SignalServer(int i, int sig);
   // Starts server i again on the same directory and port and waits until
   // meta has heard from the new process.
   Status RestartServer(int i);
