@@ -31,8 +31,12 @@
 // - Early acknowledgement: a non-FUA Write/Trim/Zero that cannot be admitted
 //   at once (it waits for a read-before-write base, or queues behind one
 //   that does) is copied and acknowledged while queued, if the copy fits
-//   in opts.max_buffered_bytes and its epoch is within
-//   opts.max_unretired_epochs of last_durable_epoch(). Its epoch is the one
+//   in opts.max_buffered_bytes, its epoch is within
+//   opts.max_unretired_epochs of last_durable_epoch(), its bases are
+//   already being read (prefetched at submission) or come from the cache,
+//   and fewer than kMaxEarlyAcked requests are acknowledged and queued —
+//   so early-acked work is always in flight in parallel, never a long
+//   serial backlog. Its epoch is the one
 //   it arrived in, as always, so prefix consistency is unchanged; a Read()
 //   or BlockStatus() overlapping such a queued request waits until it is
 //   admitted (read-your-writes). Should its base read then fail, the write
@@ -101,6 +105,8 @@ struct LogCounters {
 class LogDevice : public Engine {
  public:
   static constexpr int kMaxAttempts = 4;  // per block write
+  // At most this many early-acknowledged requests wait for admission.
+  static constexpr uint64_t kMaxEarlyAcked = 1024;
   // Checks geometry and blob size; does no IO (Open() does).
   static Result<std::unique_ptr<LogDevice>> Create(const VolumeInfo& vol, BlobIo* blob,
                                                    const EngineOptions& opts, Status* why);

@@ -61,6 +61,7 @@ struct LogDevice::Request {
   // Acknowledged before admission (log_device.h "Early acknowledgement"):
   // data then points into copy, which lives until the request is built.
   bool acked_early = false;
+  bool base_unplanned = false;  // a base needs a blob read not started at submission
   std::unique_ptr<uint8_t[]> copy;
   uint64_t first_v = 0, last_v = 0;
   std::vector<EdgeBase> bases;    // reserved to 2: addresses are stable

@@ -76,7 +76,10 @@ void LogDevice::Submit(uint64_t off, uint32_t len, const uint8_t* data, bool fua
     if (vstate_.count(b.vblock) || maps_.block_map[b.vblock] == kUnmapped ||
         QueuedTouches(b.vblock))
       continue;
-    if (ops_bytes_ + prefetch_bytes_ + copy_bytes_ + g_.expanded > opts_.max_buffered_bytes) continue;
+    if (ops_bytes_ + prefetch_bytes_ + copy_bytes_ + g_.expanded > opts_.max_buffered_bytes) {
+      r->base_unplanned = true;  // read at admission, one at a time: no early ack
+      continue;
+    }
     StartBaseRead(b);
   }
   const uint64_t id = r->id;
@@ -98,7 +101,8 @@ void LogDevice::MaybeAckEarly(uint64_t id) {
     }
     if ((*it)->id < id) break;
   }
-  if (!r || r->fua || r->acked_early || r->built) return;
+  if (!r || r->fua || r->acked_early || r->built || r->base_unplanned) return;
+  if (early_queued_ >= kMaxEarlyAcked) return;
   const uint64_t copy = r->data ? r->len : 0;
   if (ops_bytes_ + prefetch_bytes_ + copy_bytes_ + copy > opts_.max_buffered_bytes) return;
   if (r->epoch - last_durable_epoch() > opts_.max_unretired_epochs) return;
