@@ -205,7 +205,7 @@ std::vector<Command> VolumeCommands() {
         {"replicas", "R", "copies of every tract, 1 to 3 (default 2)"},
         {"tract-size", "SIZE", "tract size, a power of two from 64K to 1G (default 8M)"},
         {"segment", "S", "tracts per segment for nested striping, 1 to 4096 (default 128)"},
-        {"block", "SIZE", "stripe unit, a power of two from 4K to the tract size (default 64K)"},
+        {"block", "SIZE", "stripe unit, a power of two from 4K to the tract size (default 64K); in log mode also the log block: smaller writes read the rest of their block first"},
         {"mode", "MODE", "write-through (default), fast-ack or log"}},
        true, 1, 1, VolumeCreate},
       {"volume list", "", "List the volumes: name, size, replicas, tract size, segment, block, mode.", "", {},
