@@ -80,6 +80,22 @@ db_start_disk() {
 
 db_attach() { fl_loop_attach "$T/fuse-$1/$1" >/dev/null; }
 
+# db_settle VOL MNT: makes the freshly made filesystem and database durable
+# before the first kill. fast-ack and log acknowledge fsync before the data
+# is durable (prefix consistency), so a kill a few seconds after mkfs may
+# legitimately leave no filesystem at all; a clean stop of flurry-disk
+# (SIGTERM quiesces every engine: everything acknowledged becomes durable)
+# and a restart make the kills test the database, not mkfs.
+db_settle() {
+  local vol=$1 mnt=$2
+  fl_umount "$mnt"
+  fl_loop_detach
+  fl_disk_stop
+  db_start_disk "$vol"
+  db_attach "$vol"
+  db_mount "$LOOPDEV" "$mnt"
+}
+
 db_bounded() {
   local secs=$1 out=$2 pid i rc=0
   shift 2

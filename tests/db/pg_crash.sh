@@ -89,6 +89,9 @@ for mode in $MODES; do
   db_bounded 300 "$T/logs/pgbench-init-$mode.log" "$PG_BIN/pgbench" -i -q -s "$SCALE" -h "$PG_SOCK" -p 5432 -U postgres bench \
     || { cat "$T/logs/pgbench-init-$mode.log"; fl_fail "pgbench -i"; }
   pg_psql -d bench -c "CREATE TABLE acked (round int, id int, at timestamptz, PRIMARY KEY (round, id))"
+  pg_stop || fl_fail "PostgreSQL did not shut down cleanly"
+  db_settle "$vol" "$MNT"
+  pg_start "$MNT/pgdata" || fl_fail "PostgreSQL did not start after the settling restart"
   declare -A kept=()
   lost_total=0 lost_max=0 acked_total=0
   for ((k = 1; k <= KILLS; k++)); do

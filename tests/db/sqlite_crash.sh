@@ -79,6 +79,7 @@ for mode in $MODES; do
   db_mount "$LOOPDEV" "$MNT"
   DB=$MNT/test.db
   db_bounded 60 "$T/logs/init-$mode.log" python3 "$W" init "$DB" || { cat "$T/logs/init-$mode.log"; fl_fail "sqlite init"; }
+  db_settle "$vol" "$MNT"
   STATE=$T/state-$mode.json
   rm -f "$STATE"
   lost_total=0 lost_max=0 acked_total=0
