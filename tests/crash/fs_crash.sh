@@ -127,7 +127,9 @@ failed=0 ran=0
 summary=()
 for mode in $MODES; do
   fl_step "mode $mode"
-  fl_meta VOLUME CREATE "fs-$mode" size=256M replicas=2 tract_size=1M segment=8 block=64K "mode=$mode" >/dev/null \
+  # 1 GiB: write-through keeps every round's files (all are verified after
+  # each kill), about 17 MB a round.
+  fl_meta VOLUME CREATE "fs-$mode" size=1G replicas=2 tract_size=1M segment=8 block=64K "mode=$mode" >/dev/null \
     || fl_fail "cannot create a $mode volume"
   FUSE=$T/fuse-$mode MNT=$T/mnt-$mode
   mkdir -p "$FUSE" "$MNT"
