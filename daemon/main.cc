@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <future>
@@ -46,6 +48,11 @@ void Usage(FILE* f) {
           "  --unix PATH          NBD over a unix socket as well\n"
           "  --fuse DIR           expose each volume as the file DIR/NAME (libfuse3)\n"
           "  --port-file FILE     write the bound TCP port to FILE once serving\n"
+          "  --max-buffered SIZE  fast-ack/log: acknowledged data not yet durable, per volume,\n"
+          "                       before new writes wait (default 256M; 1M..64G): the loss window\n"
+          "  --max-unretired-epochs N\n"
+          "                       fast-ack/log: flush epochs that may be acknowledged ahead of the\n"
+          "                       durable one before new requests wait (default 4096; 1..1048576)\n"
           "  -v, --verbose        debug logging\n"
           "  -h, --help           this text\n"
           "\n"
@@ -59,7 +66,10 @@ int main(int argc, char** argv) {
   std::string meta, listen = "127.0.0.1:10809", unix_path, fuse_dir, port_file;
   std::vector<std::string> volumes, read_only;
   bool no_tcp = false;
+  EngineOptions engine_defaults;
   static const option longopts[] = {
+      {"max-buffered", required_argument, nullptr, 'B'},
+      {"max-unretired-epochs", required_argument, nullptr, 'E'},
       {"meta", required_argument, nullptr, 'm'},      {"volume", required_argument, nullptr, 'V'},
       {"read-only", required_argument, nullptr, 'r'}, {"listen", required_argument, nullptr, 'l'},
       {"no-tcp", no_argument, nullptr, 'T'},          {"unix", required_argument, nullptr, 'u'},
@@ -77,6 +87,26 @@ int main(int argc, char** argv) {
       case 'u': unix_path = optarg; break;
       case 'f': fuse_dir = optarg; break;
       case 'p': port_file = optarg; break;
+      case 'B': {
+        auto v = ParseSize(optarg);
+        if (!v || *v < (1ull << 20) || *v > (64ull << 30)) {
+          fprintf(stderr, "flurry-disk: bad --max-buffered '%s' (want a size from 1M to 64G)\n", optarg);
+          return 2;
+        }
+        engine_defaults.max_buffered_bytes = *v;
+        break;
+      }
+      case 'E': {
+        char* end = nullptr;
+        errno = 0;
+        unsigned long long v = strtoull(optarg, &end, 10);
+        if (errno || end == optarg || *end || v < 1 || v > (1ull << 20)) {
+          fprintf(stderr, "flurry-disk: bad --max-unretired-epochs '%s' (want 1 to 1048576)\n", optarg);
+          return 2;
+        }
+        engine_defaults.max_unretired_epochs = v;
+        break;
+      }
       case 'v': SetLogLevel(LogLevel::kDebug); break;
       case 'h': Usage(stdout); return 0;
       default: Usage(stderr); return 2;
@@ -131,7 +161,7 @@ int main(int argc, char** argv) {
   NbdServer nbd(loop->get(), {});
   for (const auto& v : infos) {
     bool ro = std::find(read_only.begin(), read_only.end(), v.name) != read_only.end();
-    EngineOptions eo;
+    EngineOptions eo = engine_defaults;
     eo.loop = loop->get();
     eo.read_only = ro;
     auto vol = MakeVolume(v, fds->get(), eo, &why);

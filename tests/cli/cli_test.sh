@@ -177,6 +177,10 @@ has "already 128M"
 
 DISK=$BIN/daemon/flurry-disk
 if [ -x "$DISK" ]; then
+  step "flurry-disk rejects bad engine bounds"
+  fails 2 "bad --max-buffered '10K'" "$DISK" --meta 127.0.0.1:1 --volume alpha --max-buffered 10K
+  fails 2 "bad --max-unretired-epochs '0'" "$DISK" --meta 127.0.0.1:1 --volume alpha --max-unretired-epochs 0
+  fails 2 "bad --max-unretired-epochs '9x'" "$DISK" --meta 127.0.0.1:1 --volume alpha --max-unretired-epochs 9x
   step "serve --daemon, write through NBD, stop"
   ok fl serve alpha --daemon --listen 127.0.0.1:0
   has "nbd://127\.0\.0\.1:[0-9]+/alpha"
