@@ -78,50 +78,6 @@ start_disk() {
   fl_fail "flurry-disk not ready after 60 s (see $log.log)"
 }
 
-# bounded SECS OUT CMD...: runs CMD with its output to OUT; if it has not
-# finished after SECS seconds the device under it has stopped answering:
-# kill -9 flurry-disk (so that IO blocked in the kernel fails), fail the test.
-bounded() {
-  local secs=$1 out=$2 pid i rc=0
-  shift 2
-  "$@" >"$out" 2>&1 &
-  pid=$!
-  for ((i = 0; i < secs * 10; i++)); do
-    fl_alive "$pid" || break
-    sleep 0.1
-  done
-  if fl_alive "$pid"; then
-    [[ -n $DISK_PID ]] && kill -KILL "$DISK_PID"
-    wait "$pid" || true
-    cat "$out"
-    fl_fail "'$*' still running after ${secs}s: flurry-disk stopped serving the device (mode $mode)"
-  fi
-  wait "$pid" || rc=$?
-  return $rc
-}
-
-# crash_cleanup MNT: after kill -9 of flurry-disk, get rid of the mount, the
-# loop device and the dead FUSE mount.
-crash_cleanup() {
-  local mnt=$1 fuse=$2
-  umount -l "$mnt" 2>/dev/null || true
-  [[ -n $LOOPDEV ]] && { losetup -d "$LOOPDEV" 2>/dev/null || true; LOOPDEV=; }
-  # A dead FUSE mount fails stat (ENOTCONN), so mountpoint(1) cannot see it.
-  if grep -qs " $fuse fuse" /proc/self/mounts; then umount -l "$fuse"; fi
-  return 0
-}
-
-# wait_dead PID: until PID has exited (a zombie counts), at most 60 s.
-wait_dead() {
-  local i st
-  for ((i = 0; i < 600; i++)); do
-    st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
-    [[ -z $st || $st == Z ]] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 fl_cluster_start
 failed=0 ran=0
 summary=()
@@ -143,7 +99,7 @@ for mode in $MODES; do
   fi
   ran=$((ran + 1))
   fl_loop_attach "$FUSE/fs-$mode"
-  bounded 120 "$T/logs/mkfs-$mode.log" mkfs.ext4 -q -F "$LOOPDEV" || { cat "$T/logs/mkfs-$mode.log"; fl_fail "mkfs.ext4"; }
+  fl_bounded 120 "$T/logs/mkfs-$mode.log" mkfs.ext4 -q -F "$LOOPDEV" || { cat "$T/logs/mkfs-$mode.log"; fl_fail "mkfs.ext4"; }
   # fast-ack and log acknowledge mkfs's fsync before the filesystem is
   # durable: a kill seconds later may leave no filesystem at all (prefix
   # consistency allows it). A clean stop (SIGTERM quiesces: everything
@@ -154,7 +110,7 @@ for mode in $MODES; do
   fl_loop_attach "$FUSE/fs-$mode"
   lost_total=0
   for ((k = 1; k <= KILLS; k++)); do
-    bounded 60 "$T/logs/mount-$mode-$k.log" mount "$LOOPDEV" "$MNT"
+    fl_bounded 60 "$T/logs/mount-$mode-$k.log" mount "$LOOPDEV" "$MNT"
     FL_MOUNTS+=("$MNT")
     secs=$((MIN_S + RANDOM % (MAX_S - MIN_S + 1)))
     fl_spawn "wl-$mode-$k" python3 "$WL" run "$MNT/r$k" "$T/fslog-$mode-$k" --seed "$RANDOM"
@@ -167,36 +123,36 @@ for mode in $MODES; do
     # The workload now gets IO errors (or hangs until the FUSE connection
     # is gone); it must not outlive the cleanup.
     kill -KILL "$wl" 2>/dev/null || true
-    wait_dead "$wl" || fl_fail "workload $wl still alive 60 s after SIGKILL"
+    fl_wait_dead "$wl" || fl_fail "workload $wl still alive 60 s after SIGKILL"
     fl_wait "$wl" || true
     nlog=$(wc -l <"$T/fslog-$mode-$k")
-    crash_cleanup "$MNT" "$FUSE"
+    fl_crash_cleanup "$MNT" "$FUSE"
 
     start_disk "$mode"
     fl_loop_attach "$FUSE/fs-$mode"
-    bounded 120 "$T/logs/replay-$mode-$k.log" e2fsck -y -E journal_only "$LOOPDEV" || true
-    if ! bounded 120 "$T/logs/fsck-$mode-$k.log" fsck.ext4 -fn "$LOOPDEV"; then
+    fl_bounded 120 "$T/logs/replay-$mode-$k.log" e2fsck -y -E journal_only "$LOOPDEV" || true
+    if ! fl_bounded 120 "$T/logs/fsck-$mode-$k.log" fsck.ext4 -fn "$LOOPDEV"; then
       cat "$T/logs/fsck-$mode-$k.log"
       echo "FAIL: mode $mode kill $k: fsck.ext4 -fn is not clean after crash and journal replay"
       failed=1
       break
     fi
-    bounded 60 "$T/logs/mount-$mode-$k.log" mount "$LOOPDEV" "$MNT"
+    fl_bounded 60 "$T/logs/mount-$mode-$k.log" mount "$LOOPDEV" "$MNT"
     bad=0
     if [[ $mode == write-through ]]; then
       # Every round so far: later rounds must not have disturbed earlier ones.
       for ((j = 1; j <= k; j++)); do
-        bounded 120 "$T/logs/verify.out" python3 "$WL" verify "$MNT/r$j" "$T/fslog-$mode-$j" || bad=1
+        fl_bounded 120 "$T/logs/verify.out" python3 "$WL" verify "$MNT/r$j" "$T/fslog-$mode-$j" || bad=1
         cat "$T/logs/verify.out"
       done
     else
-      bounded 120 "$T/logs/verify.out" python3 "$WL" verify --report-only "$MNT/r$k" "$T/fslog-$mode-$k"
+      fl_bounded 120 "$T/logs/verify.out" python3 "$WL" verify --report-only "$MNT/r$k" "$T/fslog-$mode-$k"
       out=$(cat "$T/logs/verify.out")
       echo "$out" | head -n 1
       n=$(echo "$out" | head -n 1 | sed -n 's/.* \([0-9]*\) wrong$/\1/p')
       lost_total=$((lost_total + ${n:-0}))
     fi
-    bounded 60 "$T/logs/umount.out" umount "$MNT"
+    fl_bounded 60 "$T/logs/umount.out" umount "$MNT"
     if [[ $bad -ne 0 ]]; then
       echo "FAIL: mode $mode kill $k: fsync'd files damaged in write-through"
       failed=1

@@ -9,11 +9,11 @@
 #   db_start_disk VOL          flurry-disk --volume VOL --fuse $T/fuse-VOL; waits
 #                              for "ready". Returns 3 if the mode is not implemented.
 #   db_attach VOL              losetup $T/fuse-VOL/VOL (sets LOOPDEV)
-#   db_crash_cleanup MNT FUSE  after kill -9 of flurry-disk: umount -l the ext4
+#   fl_crash_cleanup MNT FUSE  after kill -9 of flurry-disk: umount -l the ext4
 #                              mount, losetup -d, lazily unmount the dead FUSE mount
-#   db_bounded SECS OUT CMD... CMD with a deadline; past it the device is wedged:
+#   fl_bounded SECS OUT CMD... CMD with a deadline; past it the device is wedged:
 #                              kill -9 flurry-disk and fail
-#   db_wait_dead PID           until PID has exited (zombie counts), <= 60 s
+#   fl_wait_dead PID           until PID has exited (zombie counts), <= 60 s
 #   db_fsck                    e2fsck journal replay, then fsck.ext4 -fn must be clean
 #   pg_* (PostgreSQL 15, run as user postgres with setpriv; data dir, socket
 #   dir and logs under $T): pg_initdb DIR, pg_start DIR, pg_stop, pg_kill,
@@ -49,7 +49,7 @@ db_cleanup() {
 }
 
 db_mount() {
-  db_bounded 60 "$T/logs/mount.out" mount "$1" "$2"
+  fl_bounded 60 "$T/logs/mount.out" mount "$1" "$2"
   DB_MOUNTS+=("$2")
 }
 
@@ -96,35 +96,6 @@ db_settle() {
   db_mount "$LOOPDEV" "$mnt"
 }
 
-db_bounded() {
-  local secs=$1 out=$2 pid i rc=0
-  shift 2
-  "$@" >"$out" 2>&1 &
-  pid=$!
-  for ((i = 0; i < secs * 10; i++)); do
-    fl_alive "$pid" || break
-    sleep 0.1
-  done
-  if fl_alive "$pid"; then
-    [[ -n $DISK_PID ]] && kill -KILL "$DISK_PID"
-    wait "$pid" || true
-    cat "$out"
-    fl_fail "'$*' still running after ${secs}s: flurry-disk stopped serving the device"
-  fi
-  wait "$pid" || rc=$?
-  return $rc
-}
-
-db_wait_dead() {
-  local i st
-  for ((i = 0; i < 600; i++)); do
-    st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
-    [[ -z $st || $st == Z ]] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 # db_kill_disk: the crash. SIGKILL flurry-disk and reap it.
 db_kill_disk() {
   kill -KILL "$DISK_PID"
@@ -132,20 +103,12 @@ db_kill_disk() {
   DISK_PID=
 }
 
-db_crash_cleanup() {
-  local mnt=$1 fuse=$2
-  fl_is_mounted "$mnt" && umount -l "$mnt"
-  [[ -n $LOOPDEV ]] && { losetup -d "$LOOPDEV" 2>/dev/null || true; LOOPDEV=; }
-  fl_is_mounted "$fuse" && umount -l "$fuse"
-  return 0
-}
-
 # db_fsck TAG: replay the ext4 journal (e2fsck -E journal_only), then a full
 # read-only check must be clean. Prints the fsck output and fails otherwise.
 db_fsck() {
   local tag=$1
-  db_bounded 120 "$T/logs/replay-$tag.log" e2fsck -y -E journal_only "$LOOPDEV" || true
-  if ! db_bounded 300 "$T/logs/fsck-$tag.log" fsck.ext4 -fn "$LOOPDEV"; then
+  fl_bounded 120 "$T/logs/replay-$tag.log" e2fsck -y -E journal_only "$LOOPDEV" || true
+  if ! fl_bounded 300 "$T/logs/fsck-$tag.log" fsck.ext4 -fn "$LOOPDEV"; then
     cat "$T/logs/fsck-$tag.log"
     return 1
   fi
@@ -166,7 +129,7 @@ pg_initdb() {
   chmod 755 "$T"
   chown postgres: "$PG_SOCK" "$dir"
   chmod 700 "$dir"
-  db_bounded 300 "$T/logs/initdb.log" as_pg "$PG_BIN/initdb" -D "$dir" -U postgres --auth=trust -k -E UTF8 \
+  fl_bounded 300 "$T/logs/initdb.log" as_pg "$PG_BIN/initdb" -D "$dir" -U postgres --auth=trust -k -E UTF8 \
     --locale=C || { cat "$T/logs/initdb.log"; fl_fail "initdb"; }
   cat >>"$dir/postgresql.conf" <<EOF
 listen_addresses = ''
@@ -231,7 +194,7 @@ pg_kill() {
     kids=$(db_descendants "$PG_PID")
     # shellcheck disable=SC2086
     kill -KILL "$PG_PID" $kids 2>/dev/null || true
-    for p in $kids; do db_wait_dead "$p" || echo "postgres child $p did not die" >&2; done
+    for p in $kids; do fl_wait_dead "$p" || echo "postgres child $p did not die" >&2; done
   fi
   wait "$PG_PID" 2>/dev/null || true
   PG_PID=

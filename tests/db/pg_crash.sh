@@ -80,13 +80,13 @@ for mode in $MODES; do
   fi
   ran=$((ran + 1))
   db_attach "$vol"
-  db_bounded 120 "$T/logs/mkfs-$mode.log" mkfs.ext4 -q -F "$LOOPDEV" || { cat "$T/logs/mkfs-$mode.log"; fl_fail "mkfs.ext4"; }
+  fl_bounded 120 "$T/logs/mkfs-$mode.log" mkfs.ext4 -q -F "$LOOPDEV" || { cat "$T/logs/mkfs-$mode.log"; fl_fail "mkfs.ext4"; }
   db_mount "$LOOPDEV" "$MNT"
   chmod 755 "$MNT"
   pg_initdb "$MNT/pgdata"
   pg_start "$MNT/pgdata" || fl_fail "PostgreSQL did not start on a fresh cluster"
   pg_psql -d postgres -c "CREATE DATABASE bench"
-  db_bounded 300 "$T/logs/pgbench-init-$mode.log" "$PG_BIN/pgbench" -i -q -s "$SCALE" -h "$PG_SOCK" -p 5432 -U postgres bench \
+  fl_bounded 300 "$T/logs/pgbench-init-$mode.log" "$PG_BIN/pgbench" -i -q -s "$SCALE" -h "$PG_SOCK" -p 5432 -U postgres bench \
     || { cat "$T/logs/pgbench-init-$mode.log"; fl_fail "pgbench -i"; }
   pg_psql -d bench -c "CREATE TABLE acked (round int, id int, at timestamptz, PRIMARY KEY (round, id))"
   pg_stop || fl_fail "PostgreSQL did not shut down cleanly"
@@ -111,7 +111,7 @@ for mode in $MODES; do
     fl_wait "$ackw" || true
     nack=$(wc -l <"$T/ack-$mode-$k")
     acked_total=$((acked_total + nack))
-    db_crash_cleanup "$MNT" "$FUSE"
+    fl_crash_cleanup "$MNT" "$FUSE"
 
     db_start_disk "$vol"
     db_attach "$vol"
@@ -131,7 +131,7 @@ for mode in $MODES; do
     fi
     redo=$(grep -c -E 'redo (done|starts)|automatic recovery' "$(pg_log)" || true)
     [[ $redo -gt 0 ]] || echo "note: no WAL redo message in $(pg_log)"
-    if ! db_bounded 600 "$T/logs/amcheck-$mode-$k.log" "$PG_BIN/pg_amcheck" -h "$PG_SOCK" -p 5432 -U postgres \
+    if ! fl_bounded 600 "$T/logs/amcheck-$mode-$k.log" "$PG_BIN/pg_amcheck" -h "$PG_SOCK" -p 5432 -U postgres \
         --install-missing --heapallindexed --parent-check -d bench; then
       cat "$T/logs/amcheck-$mode-$k.log"
       echo "FAIL: mode $mode kill $k: pg_amcheck found corruption"

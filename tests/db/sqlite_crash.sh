@@ -75,10 +75,10 @@ for mode in $MODES; do
   fi
   ran=$((ran + 1))
   db_attach "$vol"
-  db_bounded 120 "$T/logs/mkfs-$mode.log" mkfs.ext4 -q -F "$LOOPDEV" || { cat "$T/logs/mkfs-$mode.log"; fl_fail "mkfs.ext4"; }
+  fl_bounded 120 "$T/logs/mkfs-$mode.log" mkfs.ext4 -q -F "$LOOPDEV" || { cat "$T/logs/mkfs-$mode.log"; fl_fail "mkfs.ext4"; }
   db_mount "$LOOPDEV" "$MNT"
   DB=$MNT/test.db
-  db_bounded 60 "$T/logs/init-$mode.log" python3 "$W" init "$DB" || { cat "$T/logs/init-$mode.log"; fl_fail "sqlite init"; }
+  fl_bounded 60 "$T/logs/init-$mode.log" python3 "$W" init "$DB" || { cat "$T/logs/init-$mode.log"; fl_fail "sqlite init"; }
   db_settle "$vol" "$MNT"
   STATE=$T/state-$mode.json
   rm -f "$STATE"
@@ -91,9 +91,9 @@ for mode in $MODES; do
     fl_alive "$wr" || { cat "$T/logs/writer-$mode-$k.log"; fl_fail "the writer stopped before the kill"; }
     db_kill_disk
     kill -KILL "$wr" 2>/dev/null || true
-    db_wait_dead "$wr" || fl_fail "writer $wr still alive 60 s after SIGKILL"
+    fl_wait_dead "$wr" || fl_fail "writer $wr still alive 60 s after SIGKILL"
     fl_wait "$wr" || true
-    db_crash_cleanup "$MNT" "$FUSE"
+    fl_crash_cleanup "$MNT" "$FUSE"
 
     db_start_disk "$vol"
     db_attach "$vol"
@@ -106,7 +106,7 @@ for mode in $MODES; do
     out=$T/logs/verify-$mode-$k.log
     check=$mode
     [[ $STRICT == 1 ]] && check=write-through
-    if ! db_bounded 300 "$out" python3 "$W" verify "$DB" "$k" "$T/ack-$mode-$k" "$STATE" --mode "$check"; then
+    if ! fl_bounded 300 "$out" python3 "$W" verify "$DB" "$k" "$T/ack-$mode-$k" "$STATE" --mode "$check"; then
       cat "$out"
       echo "FAIL: mode $mode kill $k: SQLite check failed"
       failed=1

@@ -41,6 +41,11 @@
 #   fl_loop_attach FILE      losetup (direct IO if the kernel takes it); sets LOOPDEV.
 #   fl_loop_detach           detach $LOOPDEV.
 #   fl_mount DEV DIR / fl_umount DIR
+#   fl_bounded SECS OUT CMD... run CMD (output to OUT); if it hangs SECS s,
+#                            kill -9 flurry-disk and fail (a dead device).
+#   fl_wait_dead PID         until PID has exited (zombie counts), <= 60 s.
+#   fl_crash_cleanup MNT FUSE after kill -9 of flurry-disk: lazy umount,
+#                            losetup -d, unmount the dead FUSE mount.
 #   fl_step MSG / fl_fail MSG / fl_pass
 #
 # All helpers run under `set -euo pipefail`; any failing command fails the test.
@@ -329,3 +334,48 @@ fl_mount() {
 }
 
 fl_umount() { umount "$1"; }
+
+# fl_bounded SECS OUT CMD...: runs CMD with its output to OUT; if it has not
+# finished after SECS seconds the device under it has stopped answering:
+# kill -9 flurry-disk ($DISK_PID, so that IO blocked in the kernel fails) and
+# fail the test. Returns CMD's status otherwise.
+fl_bounded() {
+  local secs=$1 out=$2 pid i rc=0
+  shift 2
+  "$@" >"$out" 2>&1 &
+  pid=$!
+  for ((i = 0; i < secs * 10; i++)); do
+    fl_alive "$pid" || break
+    sleep 0.1
+  done
+  if fl_alive "$pid"; then
+    [[ -n ${DISK_PID:-} ]] && kill -KILL "$DISK_PID"
+    wait "$pid" || true
+    cat "$out"
+    fl_fail "'$*' still running after ${secs}s: flurry-disk stopped serving the device"
+  fi
+  wait "$pid" || rc=$?
+  return $rc
+}
+
+# fl_wait_dead PID: until PID has exited (a zombie counts), at most 60 s.
+fl_wait_dead() {
+  local i st
+  for ((i = 0; i < 600; i++)); do
+    st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
+    [[ -z $st || $st == Z ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# fl_crash_cleanup MNT FUSE_DIR: after kill -9 of flurry-disk, lazily unmount
+# MNT, detach $LOOPDEV and unmount the dead FUSE mount (fl_is_mounted sees it
+# although stat fails with ENOTCONN).
+fl_crash_cleanup() {
+  local mnt=$1 fuse=$2
+  fl_is_mounted "$mnt" && umount -l "$mnt"
+  [[ -n ${LOOPDEV:-} ]] && { losetup -d "$LOOPDEV" 2>/dev/null || true; LOOPDEV=; }
+  fl_is_mounted "$fuse" && umount -l "$fuse"
+  return 0
+}
