@@ -61,7 +61,16 @@ void FdsClient::Conn::Send(FdsReq* r) {
   if (pending_.empty()) last_progress_ns_ = Loop::NowNs();
   pending_[r->hdr.id] = r;
   sendq_.push_back(r);
-  Flush();
+  // Requests issued in one loop turn leave in one sendmsg (one TCP segment
+  // train, one wake-up of the server) instead of one each.
+  if (!flush_posted_ && !send_in_flight_) {
+    flush_posted_ = true;
+    loop_->Post([this] {
+      flush_posted_ = false;
+      if (broken_) return MaybeDelete();
+      Flush();
+    });
+  }
 }
 
 void FdsClient::Conn::Flush() {
@@ -254,7 +263,10 @@ void FdsClient::Conn::Break(int err) {
 }
 
 void FdsClient::Conn::MaybeDelete() {
-  if (!broken_ || recv_in_flight_ || send_in_flight_ || connect_in_flight_ || deleting_) return;
+  if (!broken_ || recv_in_flight_ || send_in_flight_ || connect_in_flight_ || flush_posted_ ||
+      deleting_) {
+    return;
+  }
   deleting_ = true;
   if (fd_ >= 0) close(fd_);
   fd_ = -1;

@@ -62,7 +62,7 @@ class FdsClient::Conn {
   std::function<void(Conn*)> on_dead_;
   int fd_ = -1;
   bool connected_ = false, broken_ = false, recv_in_flight_ = false, send_in_flight_ = false;
-  bool connect_in_flight_ = false, deleting_ = false;
+  bool connect_in_flight_ = false, deleting_ = false, flush_posted_ = false;
   sockaddr_storage sa_{};
   socklen_t salen_ = 0;
   std::deque<FdsReq*> sendq_;   // not yet fully sent

@@ -160,7 +160,14 @@ void Connection::Enqueue(OutMsg m) {
   if (m.size() == 0) return;
   sendq_bytes_ += m.size();
   sendq_.push_back(std::move(m));
-  FlushSend();
+  // Replies completed in one loop turn leave in one sendmsg.
+  if (flush_posted_ || send_pending_) return;
+  flush_posted_ = true;
+  loop_->Post([self = shared_from_this()] {
+    self->flush_posted_ = false;
+    self->FlushSend();
+    self->MaybeFinish();
+  });
 }
 
 void Connection::FlushSend() {
@@ -231,11 +238,14 @@ void Connection::Abort(const std::string& why) {
 
 void Connection::MaybeFinish() {
   if (finished_) return;
-  if (draining_ && !closing_ && inflight_ == 0 && sendq_.empty() && !send_pending_) {
+  if (draining_ && !closing_ && inflight_ == 0 && sendq_.empty() && !send_pending_ &&
+      !flush_posted_) {
     closing_ = true;
     shutdown(fd_, SHUT_RDWR);
   }
-  if (!closing_ || recv_pending_ || send_pending_ || inflight_ > 0 || processing_) return;
+  if (!closing_ || recv_pending_ || send_pending_ || flush_posted_ || inflight_ > 0 || processing_) {
+    return;
+  }
   finished_ = true;
   loop_->CancelTimer(timer_);
   loop_->Post([self = shared_from_this()] {

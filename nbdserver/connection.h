@@ -12,9 +12,10 @@
 //   WRITE payload (no copy) when a large payload is pending. Reading stops
 //   while max_inflight requests are executing or max_buffered_bytes of
 //   payloads/replies are held, and resumes as they complete.
-// - Writing: replies are sent as soon as each request completes (out of
-//   order); one Sendmsg at a time gathers queued replies into an iovec array
-//   (no copies of READ data); short sends resume where they stopped.
+// - Writing: replies are sent out of order as requests complete; those
+//   completed in one loop turn leave together at the end of the turn. One
+//   Sendmsg at a time gathers queued replies into an iovec array (no copies
+//   of READ data); short sends resume where they stopped.
 // - NBD_CMD_DISC and BeginShutdown(): stop reading, finish in-flight
 //   requests, send their replies, close. Protocol violations and socket
 //   errors: Abort() -- shut the socket down at once, drop pending replies.
@@ -97,6 +98,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uint64_t sendq_bytes_ = 0;
   size_t front_sent_ = 0;
   bool send_pending_ = false;
+  bool flush_posted_ = false;  // a FlushSend is posted for the end of this loop turn
   std::vector<iovec> iov_;
   msghdr msg_{};
 
