@@ -17,6 +17,7 @@
 
 #include "common/log.h"
 #include "common/net.h"
+#include "common/units.h"
 #include "meta/meta_client.h"
 #include "tractserver/server.h"
 #include "tractserver/tract.h"
@@ -41,6 +42,10 @@ void Usage(FILE* f) {
           "  --jitter-us N        plus a uniform random extra of up to N us\n"
           "  --max-conns N        connection limit (default 256)\n"
           "  --max-open-tracts N  open tract limit (default 512)\n"
+          "  --journal-size SIZE  write-ahead journal DIR/journal: writes are durable once their\n"
+          "                       batch is there, and tract files are synced by checkpoints\n"
+          "                       (default 64M; 16M..64G; 0 = none: every write syncs its tract\n"
+          "                       files; an existing journal keeps its size and is always replayed)\n"
           "  -v, --verbose        debug logging\n"
           "  -h, --help           this text\n");
 }
@@ -63,13 +68,14 @@ int main(int argc, char** argv) {
   std::string dir, listen = "127.0.0.1:0", meta, zone = "z0", port_file, advertise;
   TractServer::Options sopts;
   size_t max_open = 512;
+  uint64_t journal_size = 64ull << 20;
   static const option longopts[] = {
       {"dir", required_argument, nullptr, 'd'},        {"listen", required_argument, nullptr, 'l'},
       {"meta", required_argument, nullptr, 'm'},       {"zone", required_argument, nullptr, 'z'},
       {"port-file", required_argument, nullptr, 'p'},  {"delay-us", required_argument, nullptr, 'D'},
       {"jitter-us", required_argument, nullptr, 'J'},  {"max-conns", required_argument, nullptr, 'C'},
       {"max-open-tracts", required_argument, nullptr, 'O'},
-      {"advertise", required_argument, nullptr, 'a'},
+      {"advertise", required_argument, nullptr, 'a'},  {"journal-size", required_argument, nullptr, 'j'},
       {"verbose", no_argument, nullptr, 'v'},          {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0}};
   int c;
@@ -94,6 +100,15 @@ int main(int argc, char** argv) {
       case 'J': sopts.jitter_us = static_cast<uint32_t>(num(optarg, 10000000, "--jitter-us")); break;
       case 'C': sopts.max_connections = static_cast<uint32_t>(num(optarg, 65536, "--max-conns")); break;
       case 'O': max_open = num(optarg, 1 << 20, "--max-open-tracts"); break;
+      case 'j': {
+        auto v = ParseSize(optarg);
+        if (!v || (*v != 0 && (*v < (16ull << 20) || *v > (64ull << 30)))) {
+          fprintf(stderr, "flurry-tractserver: bad --journal-size '%s' (0, or 16M..64G)\n", optarg);
+          return 2;
+        }
+        journal_size = *v;
+        break;
+      }
       case 'v': SetLogLevel(LogLevel::kDebug); break;
       case 'h': Usage(stdout); return 0;
       default: Usage(stderr); return 2;
@@ -110,7 +125,7 @@ int main(int argc, char** argv) {
 
   auto loop = Loop::Create(1024);
   if (!loop) { fprintf(stderr, "flurry-tractserver: io_uring: %s\n", errstr(loop.err()).c_str()); return 1; }
-  auto store = tractstore::TractStore::Open(loop->get(), {dir, max_open});
+  auto store = tractstore::TractStore::Open(loop->get(), {dir, max_open, journal_size});
   if (!store) {
     fprintf(stderr, "flurry-tractserver: cannot open store %s: %s%s\n", dir.c_str(), errstr(store.err()).c_str(),
             store.err() == -EBUSY ? " (another tract server is using this directory)" : "");
@@ -174,6 +189,8 @@ int main(int argc, char** argv) {
     (*loop)->AddTimer(200 * 1000000ull, [&] { (*loop)->Stop(); });
   });
   (*loop)->Run();
+  int cr = (*store)->Close();
+  if (cr < 0 && cr != -EBUSY) FLOG_WARN("journal checkpoint at shutdown: %s", errstr(cr).c_str());
   stop = true;
   if (hb.joinable()) hb.join();
   return 0;

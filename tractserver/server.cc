@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tractserver/server.h"
 #include "common/kv_text.h"
+#include "tractserver/journal.h"
 #include "tractserver/tract.h"
 
 #include <malloc.h>
@@ -195,8 +196,8 @@ class TractServer::Conn {
         });
         return;
       case kOpDeleteBlob:
-        Reply(id, st->DeleteBlob(h.blob_hi, h.blob_lo));
-        return OpDone();
+        st->DeleteBlob(h.blob_hi, h.blob_lo, [this, id](int r) { Reply(id, r); OpDone(); });
+        return;
       case kOpListTracts: {
         auto v = st->ListTracts(h.blob_hi, h.blob_lo);
         size_t max = kMaxPayload / sizeof(TractEntry);
@@ -411,6 +412,17 @@ std::string TractServer::StatsText() const {
   kv("meta_syncs", s.meta_syncs);
   kv("open_tracts", s.open_tracts);
   kv("torn_chunks_found", s.torn_chunks_found);
+  if (const auto* j = store_->journal()) {
+    const auto& js = j->stats();
+    kv("journal_size", j->size());
+    kv("journal_used", j->used());
+    kv("journal_batches", js.batches);
+    kv("journal_records", js.records);
+    kv("journal_bytes", js.bytes);
+    kv("journal_checkpoints", js.checkpoints);
+    kv("journal_space_waits", js.space_waits);
+    kv("journal_replayed_records", js.replayed_records);
+  }
   return t;
 }
 

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "tractserver/journal.h"
 
 namespace flurry::tractstore {
 
@@ -23,6 +24,10 @@ struct Tract::WriteOp {
   uint8_t* wbuf = nullptr;  // chunk-aligned buffer for chunks [c0, c1)
   std::vector<std::pair<uint32_t, uint32_t>> runs;  // chunk runs to write
   size_t run = 0;
+  bool journaled = false;      // durable through the journal: tract files unsynced
+  size_t journal_waits = 0;    // runs whose journal record is not durable yet
+  int journal_err = 0;
+  std::vector<uint64_t> seqs;  // journal batches holding this write's records
   RangeLock* lock = nullptr;
   Done done;
 };
@@ -63,7 +68,7 @@ bool IsZero(const uint8_t* p, size_t n) {
 Result<std::unique_ptr<Tract>> Tract::Open(TractStore* store, const TractKey& key,
                                            const std::string& base, uint32_t tract_size,
                                            bool create) {
-  std::unique_ptr<Tract> t(new Tract(store));
+  std::unique_ptr<Tract> t(new Tract(store, key));
   std::string meta_path = base + ".meta", data_path = base + ".data";
   t->meta_fd_ = open(meta_path.c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
   if (t->meta_fd_ < 0) return Result<std::unique_ptr<Tract>>::error(-errno);
@@ -364,6 +369,27 @@ void Tract::StartWrite(WriteOp* op) {
         SealEntry(&e, c);
       }
     }
+    if (Journaled(op->flags)) {
+      // Durable once the journal batches holding the runs are; the tract
+      // files are then written without syncs (a checkpoint syncs them).
+      op->journaled = true;
+      op->journal_waits = op->runs.size();
+      for (auto [a, b] : op->runs) {
+        JournalRecord rec{key_.hi, key_.lo, key_.tract, tract_size_, kJournalWrite, a, b, 0};
+        const uint8_t* p = op->wbuf + static_cast<size_t>(a - op->c0) * kChunkSize;
+        rec.data_sum = Checksum(p, static_cast<size_t>(b - a) * kChunkSize);
+        store_->journal_->Append(rec, p, [this, op](int r, uint64_t seq) {
+          if (r < 0 && op->journal_err == 0) op->journal_err = r;
+          if (r == 0) op->seqs.push_back(seq);
+          if (--op->journal_waits > 0) return;
+          if (op->journal_err < 0) return FinishWrite(op, op->journal_err);
+          MarkDirty();
+          WriteEntries(op->c0, op->c1, false, nullptr);
+          WriteData(op, 0);
+        });
+      }
+      return;
+    }
     bool sync = !(op->flags & tractproto::kFlagNoSync);
     WriteEntries(op->c0, op->c1, sync, [this, op](int r) {
       if (r < 0) return FinishWrite(op, r);
@@ -400,7 +426,7 @@ void Tract::WriteData(WriteOp* op, uint32_t done_bytes) {
   if (op->run == op->runs.size()) return FinishWrite(op, 0);
   auto [a, b] = op->runs[op->run];
   uint32_t total = (b - a) * kChunkSize;
-  int rwf = (op->flags & tractproto::kFlagNoSync) ? 0 : RWF_DSYNC;
+  int rwf = (op->journaled || (op->flags & tractproto::kFlagNoSync)) ? 0 : RWF_DSYNC;
   const uint8_t* src = op->wbuf + static_cast<size_t>(a - op->c0) * kChunkSize + done_bytes;
   loop_->Write(data_fd_, src, total - done_bytes, static_cast<uint64_t>(a) * kChunkSize + done_bytes,
                rwf, [this, op, done_bytes, total](int res) {
@@ -436,11 +462,81 @@ void Tract::FinishWrite(WriteOp* op, int res) {
       for (uint32_t c = a; c < b; ++c)
         if (entries_[c].flags & kChunkPending) (void)ResolvePending(c);
   }
+  for (uint64_t seq : op->seqs) store_->journal_->Applied(seq);
   Unlock(op->lock);
   --active_ops_;
   Done done = std::move(op->done);
   delete op;
   done(res);
+}
+
+bool Tract::Journaled(uint32_t flags) const {
+  return store_->journal_ != nullptr && !(flags & tractproto::kFlagNoSync);
+}
+
+void Tract::MarkDirty() {
+  if (dirty_) return;
+  dirty_ = true;
+  store_->dirty_.insert(this);
+}
+
+void Tract::Sync(Done done) {
+  dirty_ = false;
+  ++syncing_;
+  auto left = std::make_shared<int>(2);
+  auto err = std::make_shared<int>(0);
+  auto one = [this, left, err, done = std::move(done)](int r) {
+    if (r < 0 && *err == 0) *err = r;
+    if (--*left > 0) return;
+    --syncing_;
+    if (*err < 0) MarkDirty();  // still unsynced: the next checkpoint retries
+    done(*err);
+  };
+  loop_->Fsync(meta_fd_, true, one);
+  // fsync, not fdatasync: trims punch holes, and those are metadata.
+  loop_->Fsync(data_fd_, false, one);
+}
+
+int Tract::SyncBlocking() {
+  if (fdatasync(meta_fd_) < 0 || fsync(data_fd_) < 0) return -errno;
+  if (dirty_) store_->dirty_.erase(this);
+  dirty_ = false;
+  return 0;
+}
+
+int Tract::ReplayWrite(uint32_t c0, uint32_t c1, const uint8_t* data) {
+  if (c1 > nchunks_ || c0 >= c1) return -EINVAL;
+  int r = PwriteFull(data_fd_, data, static_cast<size_t>(c1 - c0) * kChunkSize,
+                     static_cast<off_t>(c0) * kChunkSize);
+  if (r < 0) return r;
+  for (uint32_t c = c0; c < c1; ++c) {
+    ChunkEntry& e = entries_[c];
+    unsigned cur = (e.flags & kChunkCur1) ? 1 : 0;
+    e.sum[cur] = Checksum(data + static_cast<size_t>(c - c0) * kChunkSize, kChunkSize);
+    e.flags = (e.flags | kChunkAllocated) & ~(kChunkPending | kChunkTrimmed);
+    SealEntry(&e, c);
+  }
+  MarkDirty();
+  return PwriteFull(meta_fd_, &entries_[c0], (c1 - c0) * sizeof(ChunkEntry),
+                    kMetaHeaderSize + static_cast<off_t>(c0) * sizeof(ChunkEntry));
+}
+
+int Tract::ReplayTrim(uint32_t c0, uint32_t c1) {
+  if (c1 > nchunks_ || c0 >= c1) return -EINVAL;
+  for (uint32_t c = c0; c < c1; ++c) {
+    entries_[c] = ChunkEntry{};
+    entries_[c].flags = kChunkTrimmed;
+    SealEntry(&entries_[c], c);
+  }
+  MarkDirty();
+  int r = PwriteFull(meta_fd_, &entries_[c0], (c1 - c0) * sizeof(ChunkEntry),
+                     kMetaHeaderSize + static_cast<off_t>(c0) * sizeof(ChunkEntry));
+  if (r < 0) return r;
+  if (fallocate(data_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(c0) * kChunkSize,
+                static_cast<off_t>(c1 - c0) * kChunkSize) < 0 && errno != EOPNOTSUPP) {
+    return -errno;
+  }
+  return 0;
 }
 
 // ---- trim / zero ----
@@ -449,14 +545,18 @@ void Tract::Deallocate(uint32_t c0, uint32_t c1, Done done) {
   ++active_ops_;
   auto lock = std::make_shared<RangeLock*>(nullptr);
   *lock = Lock(c0, c1, true, [this, lock, c0, c1, done = std::move(done)]() mutable {
-    {
+    // Clears the entries and punches the hole; with the journal, after the
+    // trim record is durable and without syncs (seq != 0: call Applied).
+    auto apply = [this, lock, c0, c1](uint64_t seq, Done done) {
       for (uint32_t c = c0; c < c1; ++c) {
         entries_[c] = ChunkEntry{};
         entries_[c].flags = kChunkTrimmed;  // a tombstone that FILL writes respect
         SealEntry(&entries_[c], c);
       }
-      WriteEntries(c0, c1, true, [this, lock, c0, c1, done = std::move(done)](int r) mutable {
-        auto finish = [this, lock, done = std::move(done)](int res) {
+      if (seq) MarkDirty();
+      WriteEntries(c0, c1, seq == 0, [this, lock, c0, c1, seq, done = std::move(done)](int r) mutable {
+        auto finish = [this, lock, seq, done = std::move(done)](int res) {
+          if (seq) store_->journal_->Applied(seq);
           Unlock(*lock);
           --active_ops_;
           store_->stats_.trims++;
@@ -465,9 +565,19 @@ void Tract::Deallocate(uint32_t c0, uint32_t c1, Done done) {
         if (r < 0) return finish(r);
         loop_->Fallocate(data_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                          static_cast<uint64_t>(c0) * kChunkSize,
-                         static_cast<uint64_t>(c1 - c0) * kChunkSize, finish);
+                         static_cast<uint64_t>(c1 - c0) * kChunkSize, std::move(finish));
       });
-    }
+    };
+    if (!Journaled(0)) return apply(0, std::move(done));
+    JournalRecord rec{key_.hi, key_.lo, key_.tract, tract_size_, kJournalTrim, c0, c1, 0};
+    store_->journal_->Append(rec, nullptr, [this, lock, apply, done = std::move(done)](int r, uint64_t seq) mutable {
+      if (r < 0) {
+        Unlock(*lock);
+        --active_ops_;
+        return done(r);
+      }
+      apply(seq, std::move(done));
+    });
   });
 }
 

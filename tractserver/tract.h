@@ -28,12 +28,26 @@ class Tract {
   uint32_t nchunks() const { return nchunks_; }
   bool allocated(uint32_t c) const { return entries_[c].flags & kChunkAllocated; }
   uint32_t allocated_chunks() const;
-  bool busy() const { return active_ops_ > 0 || !locks_.empty(); }
+  // Busy tracts are never evicted: IO in flight, or writes not yet synced
+  // by a journal checkpoint (dirty), or such a sync in flight.
+  bool busy() const { return active_ops_ > 0 || !locks_.empty() || dirty_ || syncing_ > 0; }
+  // IO of its own in flight (a dirty tract may still be deleted).
+  bool io_busy() const { return active_ops_ > 0 || !locks_.empty() || syncing_ > 0; }
+  const TractKey& key() const { return key_; }
   std::vector<uint8_t> Bitmap(uint32_t c0, uint32_t c1) const;
 
   void Write(uint32_t off, uint32_t len, AlignedBuffer data, uint32_t flags, Done done);
   void Read(uint32_t off, uint32_t len, bool alloc_only, TractStore::ReadDone done);
   void Zero(uint32_t off, uint32_t len, bool keep_alloc, Done done);
+
+  // Journal replay (synchronous, at open): whole chunks [c0, c1) get data;
+  // trims deallocate [c0, c1). Neither syncs; SyncBlocking() does.
+  int ReplayWrite(uint32_t c0, uint32_t c1, const uint8_t* data);
+  int ReplayTrim(uint32_t c0, uint32_t c1);
+  // Journal checkpoints: make both files durable (and clear dirty).
+  void Sync(Done done);
+  int SyncBlocking();
+  bool dirty() const { return dirty_; }
 
  private:
   struct RangeLock {
@@ -44,7 +58,9 @@ class Tract {
   };
   struct WriteOp;
 
-  Tract(TractStore* store) : store_(store), loop_(store->loop_) {}
+  Tract(TractStore* store, const TractKey& key) : store_(store), loop_(store->loop_), key_(key) {}
+  bool Journaled(uint32_t flags) const;
+  void MarkDirty();
   int LoadMeta(bool created, const TractKey& key);
   int ResolvePending(uint32_t c);
 
@@ -67,6 +83,9 @@ class Tract {
 
   TractStore* store_;
   Loop* loop_;
+  TractKey key_;
+  bool dirty_ = false;  // written since the last journal checkpoint synced it
+  int syncing_ = 0;
   int data_fd_ = -1;
   int meta_fd_ = -1;
   uint32_t tract_size_ = 0;

@@ -67,4 +67,63 @@ inline bool EntryValid(const ChunkEntry& e, uint64_t index) {
 }
 inline void SealEntry(ChunkEntry* e, uint64_t index) { e->entry_sum = EntrySum(*e, index); }
 
+// ---- Write-ahead journal (DIR/journal; tractserver/journal.h) ----
+//
+//   [0, 4096)        superblock slot 0      JournalSuper
+//   [4096, 8192)     superblock slot 1      (the valid one with the higher generation wins)
+//   [8192, size)     ring of batches, addressed by a byte LSN that only grows:
+//                    a batch at LSN L lives at 8192 + L % (size - 8192) and never
+//                    wraps; one that would not fit starts the next lap instead.
+//
+// Batch: one 4096-byte header page (BatchHeader, then nrec JournalRecords),
+// then the data of every kJournalWrite record in order ((c1 - c0) chunks
+// each). Batches are written one at a time with O_DIRECT + RWF_DSYNC; a
+// write is acknowledged only after its batch is durable. Recovery replays
+// batches from the superblock's tail (tail_lsn, tail_seq) while each header
+// is valid, carries the expected seq and LSN, and every record's data
+// matches data_sum; the first batch that does not is where the log ends.
+inline constexpr char kJournalMagic[8] = {'F', 'L', 'J', 'R', 'N', 'L', '0', '1'};
+inline constexpr char kBatchMagic[8] = {'F', 'L', 'J', 'B', 'A', 'T', 'C', 'H'};
+inline constexpr uint32_t kJournalVersion = 1;
+inline constexpr uint64_t kJournalDataStart = 8192;
+
+struct JournalSuper {
+  char magic[8];
+  uint32_t version;
+  uint32_t reserved;
+  uint64_t size;        // whole file, bytes
+  uint64_t generation;  // +1 per checkpoint
+  uint64_t tail_lsn;    // first batch not yet applied to the tract files durably
+  uint64_t tail_seq;    // its sequence number
+  uint64_t sum;         // XXH3-64 of this struct with sum = 0
+};
+static_assert(sizeof(JournalSuper) == 56);
+
+enum JournalOp : uint32_t {
+  kJournalWrite = 1,   // data = chunks [c0, c1) of the tract, whole
+  kJournalTrim = 2,    // chunks [c0, c1) deallocated (trim tombstones)
+  kJournalDelete = 3,  // every tract of the blob deleted
+  kJournalNop = 4,     // no effect (a checkpoint request waiting for the batch in flight)
+};
+
+struct JournalRecord {
+  uint64_t blob_hi, blob_lo, tract;
+  uint32_t tract_size;
+  uint32_t op;
+  uint32_t c0, c1;
+  uint64_t data_sum;  // kJournalWrite: XXH3-64 of the data; else 0
+};
+static_assert(sizeof(JournalRecord) == 48);
+
+struct BatchHeader {
+  char magic[8];
+  uint64_t seq;
+  uint64_t lsn;
+  uint32_t total_len;  // header page + data, a multiple of 4096
+  uint32_t nrec;
+  uint64_t header_sum;  // XXH3-64 of header (header_sum = 0) + records
+};
+static_assert(sizeof(BatchHeader) == 40);
+inline constexpr uint32_t kMaxBatchRecords = (4096 - sizeof(BatchHeader)) / sizeof(JournalRecord);
+
 }  // namespace flurry::tractstore

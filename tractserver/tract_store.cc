@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "tractserver/journal.h"
 #include "tractserver/tract.h"
 
 namespace flurry::tractstore {
@@ -40,10 +41,23 @@ Result<std::unique_ptr<TractStore>> TractStore::Open(Loop* loop, Options opts) {
   if (flock(s->lock_fd_, LOCK_EX | LOCK_NB) < 0) return R::error(-EBUSY);
   int r = MkdirDurable(s->opts_.dir + "/tracts", s->opts_.dir);
   if (r < 0) return R::error(r);
+  std::string jpath = s->opts_.dir + "/journal";
+  if (s->opts_.journal_size > 0 || access(jpath.c_str(), F_OK) == 0) {
+    TractStore* raw = s.get();
+    Journal::Hooks hooks;
+    hooks.replay = [raw](const JournalRecord& rec, const uint8_t* data) { return raw->ReplayRecord(rec, data); };
+    hooks.sync_tracts_blocking = [raw] { return raw->SyncDirtyBlocking(); };
+    hooks.sync_tracts = [raw](Journal::Done d) { raw->SyncDirty(std::move(d)); };
+    auto j = Journal::Open(loop, jpath, s->opts_.journal_size ? s->opts_.journal_size : 64ull << 20,
+                           std::move(hooks));
+    if (!j) return R::error(j.err());
+    s->journal_ = std::move(*j);
+  }
   return s;
 }
 
 TractStore::~TractStore() {
+  journal_.reset();
   tracts_.clear();
   if (lock_fd_ >= 0) close(lock_fd_);
 }
@@ -150,11 +164,27 @@ void TractStore::StatTract(const TractKey& key, uint32_t tract_size, ReadDone do
   done(0, std::move(rr));
 }
 
-int TractStore::DeleteBlob(uint64_t hi, uint64_t lo) {
+void TractStore::DeleteBlob(uint64_t hi, uint64_t lo, Done done) {
   for (auto& [k, slot] : tracts_)
-    if (k.hi == hi && k.lo == lo && slot.tract->busy()) return -EBUSY;
+    if (k.hi == hi && k.lo == lo && slot.tract->io_busy()) return done(-EBUSY);
+  if (!journal_) return done(DeleteBlobNow(hi, lo));
+  // Journaled first: a replay after a crash must not bring back tracts of
+  // the blob from writes journaled before the delete.
+  JournalRecord rec{hi, lo, 0, 0, kJournalDelete, 0, 0, 0};
+  journal_->Append(rec, nullptr, [this, hi, lo, done = std::move(done)](int r, uint64_t seq) {
+    if (r < 0) return done(r);
+    r = DeleteBlobNow(hi, lo);
+    journal_->Applied(seq);
+    done(r);
+  });
+}
+
+int TractStore::DeleteBlobNow(uint64_t hi, uint64_t lo) {
+  for (auto& [k, slot] : tracts_)
+    if (k.hi == hi && k.lo == lo && slot.tract->io_busy()) return -EBUSY;
   for (auto it = tracts_.begin(); it != tracts_.end();) {
     if (it->first.hi == hi && it->first.lo == lo) {
+      dirty_.erase(it->second.tract.get());
       lru_.erase(it->second.lru);
       it = tracts_.erase(it);
     } else {
@@ -173,6 +203,54 @@ int TractStore::DeleteBlob(uint64_t hi, uint64_t lo) {
   if (rmdir(dir.c_str()) < 0) return -errno;
   return FsyncPath(opts_.dir + "/tracts");
 }
+
+int TractStore::ReplayRecord(const JournalRecord& rec, const uint8_t* data) {
+  if (rec.op == kJournalNop) return 0;
+  if (rec.op == kJournalDelete) return DeleteBlobNow(rec.blob_hi, rec.blob_lo);
+  if (rec.op != kJournalWrite && rec.op != kJournalTrim) return -EIO;
+  if (rec.tract_size < tractproto::kChunkSize || rec.tract_size % tractproto::kChunkSize != 0) return -EIO;
+  TractKey key{rec.blob_hi, rec.blob_lo, rec.tract};
+  auto t = Get(key, rec.tract_size, rec.op == kJournalWrite);
+  if (!t) return t.err();
+  if (*t == nullptr) return 0;  // trim of a tract that does not exist
+  return rec.op == kJournalWrite ? (*t)->ReplayWrite(rec.c0, rec.c1, data) : (*t)->ReplayTrim(rec.c0, rec.c1);
+}
+
+int TractStore::SyncDirtyBlocking() {
+  std::vector<Tract*> all(dirty_.begin(), dirty_.end());
+  for (Tract* t : all) {
+    int r = t->SyncBlocking();
+    if (r < 0) return r;
+  }
+  return 0;
+}
+
+void TractStore::SyncDirty(std::function<void(int)> done) {
+  if (dirty_.empty()) return done(0);
+  std::vector<Tract*> all(dirty_.begin(), dirty_.end());
+  dirty_.clear();
+  struct State {
+    size_t left;
+    int err = 0;
+    std::function<void(int)> done;
+  };
+  auto st = std::make_shared<State>(State{all.size(), 0, std::move(done)});
+  for (Tract* t : all) {
+    t->Sync([this, st](int r) {
+      if (r < 0 && st->err == 0) st->err = r;
+      if (--st->left > 0) return;
+      MaybeEvict(TractKey{0, 0, ~0ull});  // synced tracts may be closed now
+      st->done(st->err);
+    });
+  }
+}
+
+void TractStore::Checkpoint(Done done) {
+  if (!journal_) return done(0);
+  journal_->Checkpoint(std::move(done));
+}
+
+int TractStore::Close() { return journal_ ? journal_->Close() : 0; }
 
 std::vector<tractproto::TractEntry> TractStore::ListTracts(uint64_t hi, uint64_t lo) {
   std::vector<tractproto::TractEntry> out;

@@ -25,12 +25,14 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/buffer.h"
 #include "common/loop.h"
 #include "common/result.h"
 #include "common/tract_protocol.h"
+#include "tractserver/journal.h"
 #include "tractserver/tract_format.h"
 
 namespace flurry::tractstore {
@@ -58,6 +60,10 @@ class TractStore {
   struct Options {
     std::string dir;
     size_t max_open_tracts = 512;
+    // Write-ahead journal (DIR/journal) of this many bytes; 0 = none, and
+    // every write then syncs its tract files itself. An existing journal
+    // keeps its size (and is replayed even when this is 0).
+    uint64_t journal_size = 0;
   };
   using Done = std::function<void(int res)>;
   struct ReadResult {
@@ -80,11 +86,19 @@ class TractStore {
   // Allocation bitmap of the whole tract (all zeros if it does not exist).
   void StatTract(const TractKey& key, uint32_t tract_size, ReadDone done);
   // Deletes every tract of a blob. Fails with -EBUSY if IO is in flight on it.
-  int DeleteBlob(uint64_t hi, uint64_t lo);
+  void DeleteBlob(uint64_t hi, uint64_t lo, Done done);
   // Tracts stored here, for one blob or (hi == lo == 0) all blobs.
   std::vector<tractproto::TractEntry> ListTracts(uint64_t hi, uint64_t lo);
 
+  // Clean shutdown: checkpoints the journal, so the next open replays
+  // nothing. Safe to skip (a crash is handled the same way, by replay).
+  int Close();
+  // With a journal: done once every write so far is in the tract files
+  // durably (a checkpoint); without one, at once.
+  void Checkpoint(Done done);
+
   const StoreStats& stats() const { return stats_; }
+  const Journal* journal() const { return journal_.get(); }
   const std::string& dir() const { return opts_.dir; }
 
  private:
@@ -94,6 +108,10 @@ class TractStore {
   Result<Tract*> Get(const TractKey& key, uint32_t tract_size, bool create);
   void MaybeEvict(const TractKey& keep);
   std::string BlobDir(uint64_t hi, uint64_t lo) const;
+  int DeleteBlobNow(uint64_t hi, uint64_t lo);
+  int ReplayRecord(const JournalRecord& rec, const uint8_t* data);
+  int SyncDirtyBlocking();
+  void SyncDirty(std::function<void(int)> done);
 
   Loop* loop_;
   Options opts_;
@@ -105,6 +123,8 @@ class TractStore {
   };
   std::unordered_map<TractKey, Slot, TractKeyHash> tracts_;
   std::list<TractKey> lru_;
+  std::unordered_set<Tract*> dirty_;  // written since the last checkpoint synced them
+  std::unique_ptr<Journal> journal_;
 };
 
 }  // namespace flurry::tractstore
