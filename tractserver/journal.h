@@ -70,6 +70,8 @@ class Journal {
   // Calls done once everything appended so far is checkpointed (the tract
   // files hold it durably and the tail has moved past it).
   void Checkpoint(Done done);
+  // Starts a checkpoint now if one can make progress (too many dirty tracts).
+  void CheckpointSoon() { MaybeCheckpoint(true); }
   // Clean shutdown: if nothing is in flight, checkpoint everything
   // (blocking), so the next Open has nothing to replay.
   int Close();

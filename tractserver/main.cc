@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -122,6 +123,12 @@ int main(int argc, char** argv) {
   auto hp = ParseHostPort(listen, true);
   if (!hp) { fprintf(stderr, "flurry-tractserver: bad --listen '%s' (want HOST:PORT)\n", listen.c_str()); return 2; }
   signal(SIGPIPE, SIG_IGN);
+  // Two descriptors per open tract (--max-open-tracts) plus connections:
+  // use the whole hard limit, not the usual soft 1024.
+  if (rlimit rl; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
 
   auto loop = Loop::Create(1024);
   if (!loop) { fprintf(stderr, "flurry-tractserver: io_uring: %s\n", errstr(loop.err()).c_str()); return 1; }

@@ -478,6 +478,11 @@ void Tract::MarkDirty() {
   if (dirty_) return;
   dirty_ = true;
   store_->dirty_.insert(this);
+  // Dirty tracts stay open until a checkpoint syncs them: keep them within
+  // the open-tract bound (file descriptors) by checkpointing early.
+  if (store_->journal_ && store_->dirty_.size() * 2 >= store_->opts_.max_open_tracts) {
+    store_->journal_->CheckpointSoon();
+  }
 }
 
 void Tract::Sync(Done done) {
