@@ -2,6 +2,7 @@
 #include "common/loop.h"
 
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <ctime>
@@ -12,13 +13,27 @@ struct Loop::Op {
   Callback cb;
 };
 
-Result<std::unique_ptr<Loop>> Loop::Create(unsigned entries) {
+Result<std::unique_ptr<Loop>> Loop::Create(unsigned entries, bool single_thread) {
   std::unique_ptr<Loop> loop(new Loop());
+  int r = -EINVAL;
+#if defined(IORING_SETUP_DEFER_TASKRUN) && defined(IORING_SETUP_SINGLE_ISSUER)
+  if (single_thread) {
+    // Disabled until the first RunOnce: the thread that enables the ring
+    // becomes its only issuer, so a loop may be built on one thread and run
+    // on another.
+    io_uring_params d{};
+    d.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED;
+    r = io_uring_queue_init_params(entries, &loop->ring_, &d);
+    if (r >= 0) loop->disabled_ = true;
+  }
+#else
+  (void)single_thread;
+#endif
   io_uring_params p{};
 #ifdef IORING_SETUP_COOP_TASKRUN
   p.flags |= IORING_SETUP_COOP_TASKRUN;
 #endif
-  int r = io_uring_queue_init_params(entries, &loop->ring_, &p);
+  if (r < 0) r = io_uring_queue_init_params(entries, &loop->ring_, &p);
   if (r < 0) {
     // Older kernels reject unknown setup flags: retry plain.
     io_uring_params plain{};
@@ -44,9 +59,17 @@ uint64_t Loop::NowNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
 }
 
+void Loop::EnableIfNeeded() {
+  if (!disabled_) return;
+  disabled_ = false;
+  // (liburing 2.3 declares io_uring_enable_rings but does not export it.)
+  syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0);
+}
+
 io_uring_sqe* Loop::GetSqe() {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   while (sqe == nullptr) {
+    EnableIfNeeded();
     io_uring_submit(&ring_);
     sqe = io_uring_get_sqe(&ring_);
   }
@@ -165,6 +188,7 @@ void Loop::FireTimers() {
 
 bool Loop::RunOnce(int timeout_ms) {
   if (stop_) return false;
+  EnableIfNeeded();
   RunPosted();
   FireTimers();
   int64_t wait_ns = timeout_ms < 0 ? -1 : static_cast<int64_t>(timeout_ms) * 1000000;

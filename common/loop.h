@@ -42,7 +42,14 @@ class Loop {
     bool valid() const { return seq != 0; }
   };
 
-  static Result<std::unique_ptr<Loop>> Create(unsigned entries = 256);
+  // single_thread: one thread runs the loop for its whole life (the first
+  // to call RunOnce; it may differ from the creating thread, which may only
+  // queue work before that). The ring then defers completion work to the
+  // moments the loop waits (IORING_SETUP_DEFER_TASKRUN | SINGLE_ISSUER):
+  // fewer interrupts, completions in batches. Measured on the 2-core box:
+  // +15-30 % IOPS through the tract servers. Kernels without it get the
+  // default ring.
+  static Result<std::unique_ptr<Loop>> Create(unsigned entries = 256, bool single_thread = false);
   ~Loop();
   Loop(const Loop&) = delete;
   Loop& operator=(const Loop&) = delete;
@@ -89,11 +96,13 @@ class Loop {
   io_uring_sqe* GetSqe();
   Op* NewOp(Callback cb);
   void ArmWakeup();
+  void EnableIfNeeded();
   void RunPosted();
   void FireTimers();
 
   io_uring ring_{};
   bool ring_ok_ = false;
+  bool disabled_ = false;  // single_thread ring not yet enabled (first RunOnce does)
   bool stop_ = false;
   int wake_fd_ = -1;
   uint64_t wake_buf_ = 0;

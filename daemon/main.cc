@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
     infos.push_back(*v);
   }
 
-  auto loop = Loop::Create(1024);
+  auto loop = Loop::Create(1024, /*single_thread=*/true);
   if (!loop) { fprintf(stderr, "flurry-disk: io_uring: %s\n", errstr(loop.err()).c_str()); return 1; }
   Status why;
   auto fds = FdsClient::Create(loop->get(), {*mhp}, &why);

@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
     setrlimit(RLIMIT_NOFILE, &rl);
   }
 
-  auto loop = Loop::Create(1024);
+  auto loop = Loop::Create(1024, /*single_thread=*/true);
   if (!loop) { fprintf(stderr, "flurry-tractserver: io_uring: %s\n", errstr(loop.err()).c_str()); return 1; }
   auto store = tractstore::TractStore::Open(loop->get(), {dir, max_open, journal_size});
   if (!store) {
