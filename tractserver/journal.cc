@@ -191,7 +191,12 @@ int Journal::Replay() {
     uint64_t off = 0;
     for (const auto& r : recs) {
       uint64_t n = RecordBytes(r);
-      if (r.op == kJournalWrite && Checksum(data.data() + off, n) != r.data_sum) torn = true;
+      if (r.op == kJournalWrite) {
+        std::vector<uint64_t> sums(r.c1 - r.c0);
+        for (size_t c = 0; c < sums.size(); ++c)
+          sums[c] = Checksum(data.data() + off + c * tractproto::kChunkSize, tractproto::kChunkSize);
+        if (JournalDataSumOfSums(sums.data(), sums.size()) != r.data_sum) torn = true;
+      }
       off += n;
     }
     if (torn) break;  // never acknowledged: the batch's sync did not complete

@@ -377,7 +377,12 @@ void Tract::StartWrite(WriteOp* op) {
       for (auto [a, b] : op->runs) {
         JournalRecord rec{key_.hi, key_.lo, key_.tract, tract_size_, kJournalWrite, a, b, 0};
         const uint8_t* p = op->wbuf + static_cast<size_t>(a - op->c0) * kChunkSize;
-        rec.data_sum = Checksum(p, static_cast<size_t>(b - a) * kChunkSize);
+        std::vector<uint64_t> sums(b - a);
+        for (uint32_t c = a; c < b; ++c) {
+          const ChunkEntry& e = entries_[c];
+          sums[c - a] = e.sum[(e.flags & kChunkCur1) ? 0 : 1];  // the new slot, filled above
+        }
+        rec.data_sum = JournalDataSumOfSums(sums.data(), sums.size());
         store_->journal_->Append(rec, p, [this, op](int r, uint64_t seq) {
           if (r < 0 && op->journal_err == 0) op->journal_err = r;
           if (r == 0) op->seqs.push_back(seq);

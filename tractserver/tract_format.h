@@ -111,9 +111,13 @@ struct JournalRecord {
   uint32_t tract_size;
   uint32_t op;
   uint32_t c0, c1;
-  uint64_t data_sum;  // kJournalWrite: XXH3-64 of the data; else 0
+  uint64_t data_sum;  // kJournalWrite: JournalDataSum(data); else 0
 };
 static_assert(sizeof(JournalRecord) == 48);
+
+// XXH3-64 of the array of the chunks' own XXH3-64 checksums (which the
+// write computes for the chunk entries anyway: no second pass over data).
+inline uint64_t JournalDataSumOfSums(const uint64_t* sums, size_t n) { return Checksum(sums, n * 8); }
 
 struct BatchHeader {
   char magic[8];
