@@ -7,7 +7,7 @@
 #
 # usage: bench/pg-bench.sh [--delay-us 2000] [--time 20] [--scale 4] [--clients 4]
 #                          [--repeat 1] [--replicas 2] [--size 2G] [--build DIR]
-#                          [--targets "write-through fast-ack log qemu-nbd nbdkit-delay"]
+#                          [--targets "write-through fast-ack log log-4k qemu-nbd nbdkit-delay"]
 #                          [--out FILE]
 #
 # Targets (every one is ext4 on a loop device over a FUSE file, PostgreSQL
@@ -15,7 +15,9 @@
 #   write-through, fast-ack, log   flurry volumes (R=--replicas) on a local
 #                                  cluster of 4 tract servers, each request
 #                                  delayed by --delay-us (emulated remote disk);
-#                                  one flurry-disk --fuse serves all three
+#                                  one flurry-disk --fuse serves them all
+#   log-4k         a log volume with 4 KiB blocks (--block 4K): PostgreSQL's
+#                  8 KiB pages and ext4's 4 KiB blocks need no read-before-write
 #   qemu-nbd       qemu-nbd (cache=none, aio=io_uring) of a file on the same
 #                  local disk -> nbdfuse -> losetup: NO added latency (the
 #                  local-disk reference, not latency-matched)
@@ -30,7 +32,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=$top/build delay=2000 time=20 scale=4 clients=4 repeat=1 replicas=2 size=2G out=
-targets="write-through fast-ack log qemu-nbd nbdkit-delay"
+targets="write-through fast-ack log log-4k qemu-nbd nbdkit-delay"
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) build=$2; shift 2 ;;
@@ -104,13 +106,16 @@ nbd_fuse() {
 declare -A file
 # flurry: cluster, one volume per mode, one flurry-disk with a FUSE file each.
 modes=()
-for t in $targets; do case $t in write-through|fast-ack|log) modes+=("$t") ;; esac; done
+for t in $targets; do case $t in write-through|fast-ack|log|log-4k) modes+=("$t") ;; esac; done
 if [ ${#modes[@]} -gt 0 ]; then
   "$flurry" cluster start --dir "$work/c" --servers 4 --meta-port 0 --delay-us "$delay" >/dev/null
   meta=$(sed -n 's/^meta=//p' "$work/c/cluster.conf")
   vargs=()
   for m in "${modes[@]}"; do
-    "$flurry" volume create "pg-$m" --size "$size" --replicas "$replicas" --mode "$m" --dir "$work/c" >/dev/null
+    mode=$m extra=()
+    [ "$m" = log-4k ] && mode=log extra=(--block 4K)
+    "$flurry" volume create "pg-$m" --size "$size" --replicas "$replicas" --mode "$mode" "${extra[@]}" \
+      --dir "$work/c" >/dev/null
     vargs+=(--volume "pg-$m")
   done
   mkdir -p "$work/fuse-flurry"
@@ -142,7 +147,7 @@ for t in $targets; do
       nbd_fuse nbdkit "nbd://127.0.0.1:$port"
       file[nbdkit-delay]=${file[nbdkit]}
       ;;
-    write-through|fast-ack|log) ;;
+    write-through|fast-ack|log|log-4k) ;;
     *) die "unknown target $t" ;;
   esac
 done
