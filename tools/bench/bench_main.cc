@@ -234,7 +234,8 @@ out:
     }
     if (a.repeat > 1) printf("(medians of %d runs)\n", a.repeat);
     printf("local disk = fio --ioengine=io_uring --direct=1 (no fsync); flurry writes are durable on every\n"
-           "replica (RWF_DSYNC data + fdatasync'd chunk checksums) before they are acknowledged.\n");
+           "replica (in each tract server's write-ahead journal, O_DIRECT + RWF_DSYNC) before they are\n"
+           "acknowledged.\n");
     for (const auto& p : problems) printf("FAILED: %s\n", p.c_str());
   }
   if (a.keep || !ok) {
