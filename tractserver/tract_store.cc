@@ -209,6 +209,12 @@ int TractStore::ReplayRecord(const JournalRecord& rec, const uint8_t* data) {
   if (rec.op == kJournalDelete) return DeleteBlobNow(rec.blob_hi, rec.blob_lo);
   if (rec.op != kJournalWrite && rec.op != kJournalTrim) return -EIO;
   if (rec.tract_size < tractproto::kChunkSize || rec.tract_size % tractproto::kChunkSize != 0) return -EIO;
+  // Replayed tracts stay open until synced: keep them within the open-tract
+  // bound (file descriptors). Syncing early is safe; the tail moves at the end.
+  if (dirty_.size() >= opts_.max_open_tracts) {
+    int r = SyncDirtyBlocking();
+    if (r < 0) return r;
+  }
   TractKey key{rec.blob_hi, rec.blob_lo, rec.tract};
   auto t = Get(key, rec.tract_size, rec.op == kJournalWrite);
   if (!t) return t.err();
