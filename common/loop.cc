@@ -5,6 +5,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 
 namespace flurry {
@@ -63,7 +67,11 @@ void Loop::EnableIfNeeded() {
   if (!disabled_) return;
   disabled_ = false;
   // (liburing 2.3 declares io_uring_enable_rings but does not export it.)
-  syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0);
+  if (syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) < 0) {
+    // Every later io_uring_enter would fail: the loop could only spin.
+    fprintf(stderr, "flurry: cannot enable the io_uring ring: %s\n", strerror(errno));
+    abort();
+  }
 }
 
 io_uring_sqe* Loop::GetSqe() {

@@ -228,8 +228,23 @@ int Journal::Replay() {
   return 0;
 }
 
+void Journal::FailStop(int err, const char* what) {
+  if (failed_ == 0) {
+    failed_ = err < 0 ? err : -EIO;
+    FLOG_ERROR("journal: %s failed (%s); refusing further writes until restarted (replay recovers "
+               "everything acknowledged)", what, errstr(failed_).c_str());
+  }
+  std::deque<Pending> pend;
+  pend.swap(pending_);
+  for (auto& p : pend) p.durable(failed_, 0);
+  auto waiters = std::move(cp_waiters_);
+  cp_waiters_.clear();
+  for (auto& w : waiters) w.second(failed_);
+}
+
 void Journal::Append(const JournalRecord& rec, const uint8_t* data, Durable durable) {
   if (closed_) return durable(-ESHUTDOWN, 0);
+  if (failed_) return durable(failed_, 0);
   pending_.push_back(Pending{rec, data, std::move(durable)});
   ScheduleKick();
 }
@@ -313,12 +328,9 @@ void Journal::Kick() {
                     stats_.batches++;
                     stats_.records += done.size();
                     stats_.bytes += total;
-                  } else {
-                    // Nothing advances: the next batch overwrites this one
-                    // with the same seq, so a partly written copy never replays.
-                    FLOG_ERROR("journal write failed: %s", errstr(res).c_str());
                   }
                   for (auto& p : done) p.durable(res < 0 ? res : 0, seq);
+                  if (res < 0) return FailStop(res, "a batch write");
                   if (!pending_.empty()) Kick();
                 });
 }
@@ -331,7 +343,7 @@ void Journal::Applied(uint64_t seq) {
 }
 
 void Journal::MaybeCheckpoint(bool force) {
-  if (checkpointing_ || batches_.empty()) return;
+  if (checkpointing_ || batches_.empty() || failed_) return;
   if (!force && used() < data_size_ / kCheckpointFraction) return;
   // The checkpoint covers the oldest batches whose records are all applied.
   size_t k = 0;
@@ -343,8 +355,7 @@ void Journal::MaybeCheckpoint(bool force) {
   hooks_.sync_tracts([this, target_lsn, target_seq](int res) {
     if (res < 0) {
       checkpointing_ = false;
-      FLOG_ERROR("journal checkpoint: syncing tract files failed: %s", errstr(res).c_str());
-      return;  // retried by the timer; writes wait meanwhile if the ring is full
+      return FailStop(res, "syncing tract files for a checkpoint");
     }
     JournalSuper s{};
     memcpy(s.magic, kJournalMagic, 8);
@@ -359,11 +370,7 @@ void Journal::MaybeCheckpoint(bool force) {
     loop_->Write(fd_, super_.data(), 4096, (s.generation % 2) * 4096, RWF_DSYNC,
                  [this, target_lsn, target_seq](int r) {
                    checkpointing_ = false;
-                   if (r != 4096) {
-                     FLOG_ERROR("journal checkpoint: superblock write failed: %s",
-                                errstr(r < 0 ? r : -EIO).c_str());
-                     return;
-                   }
+                   if (r != 4096) return FailStop(r < 0 ? r : -EIO, "a checkpoint's superblock write");
                    generation_++;
                    tail_lsn_ = target_lsn;
                    tail_seq_ = target_seq;
@@ -386,6 +393,7 @@ void Journal::MaybeCheckpoint(bool force) {
 }
 
 void Journal::Checkpoint(Done done) {
+  if (failed_) return done(failed_);
   uint64_t target = head_;
   if (!pending_.empty() || writing_) {
     // Appended but not yet written: wait for the batch, then checkpoint.
@@ -414,6 +422,7 @@ int Journal::Close() {
   loop_->CancelTimer(timer_);
   bool all_applied = true;
   for (const auto& b : batches_) all_applied &= b.unapplied == 0;
+  if (failed_) return failed_;  // replay covers it
   if (writing_ || checkpointing_ || !pending_.empty() || !all_applied) return -EBUSY;  // replay covers it
   if (head_ == tail_lsn_) return 0;
   int r = hooks_.sync_tracts_blocking();

@@ -76,6 +76,11 @@ class Journal {
   // (blocking), so the next Open has nothing to replay.
   int Close();
 
+  // After a failed journal write or checkpoint sync the journal stops:
+  // every later Append fails with that error (fail-stop; a restart replays).
+  // Retrying is not safe: a failed fsync may have dropped the pages, and a
+  // rewritten batch may land elsewhere than its failed copy.
+  int failed() const { return failed_; }
   uint64_t size() const { return size_; }
   uint64_t used() const { return head_ - tail_lsn_; }
   const Stats& stats() const { return stats_; }
@@ -119,7 +124,9 @@ class Journal {
   Loop::TimerId timer_;
   std::vector<std::pair<uint64_t, Done>> cp_waiters_;  // (lsn, done)
   bool closed_ = false;
+  int failed_ = 0;
   Stats stats_;
+  void FailStop(int err, const char* what);
 };
 
 }  // namespace flurry::tractstore

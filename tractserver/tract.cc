@@ -467,6 +467,11 @@ void Tract::FinishWrite(WriteOp* op, int res) {
       for (uint32_t c = a; c < b; ++c)
         if (entries_[c].flags & kChunkPending) (void)ResolvePending(c);
   }
+  // Dirty again now that the tract-file IO is done: a checkpoint that began
+  // while it was in flight may have synced this tract before the write
+  // landed (and cleared the flag); the one that covers these records must
+  // sync it again.
+  if (!op->seqs.empty()) MarkDirty();
   for (uint64_t seq : op->seqs) store_->journal_->Applied(seq);
   Unlock(op->lock);
   --active_ops_;
@@ -499,7 +504,7 @@ void Tract::Sync(Done done) {
     if (r < 0 && *err == 0) *err = r;
     if (--*left > 0) return;
     --syncing_;
-    if (*err < 0) MarkDirty();  // still unsynced: the next checkpoint retries
+    if (*err < 0) MarkDirty();  // still unsynced (the journal stops on a failed sync)
     done(*err);
   };
   loop_->Fsync(meta_fd_, true, one);
@@ -566,7 +571,10 @@ void Tract::Deallocate(uint32_t c0, uint32_t c1, Done done) {
       if (seq) MarkDirty();
       WriteEntries(c0, c1, seq == 0, [this, lock, c0, c1, seq, done = std::move(done)](int r) mutable {
         auto finish = [this, lock, seq, done = std::move(done)](int res) {
-          if (seq) store_->journal_->Applied(seq);
+          if (seq) {
+            MarkDirty();  // after the punch: see FinishWrite
+            store_->journal_->Applied(seq);
+          }
           Unlock(*lock);
           --active_ops_;
           store_->stats_.trims++;
