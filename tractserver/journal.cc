@@ -316,6 +316,10 @@ void Journal::Kick() {
                 [this, start, total](int res) {
                   writing_ = false;
                   if (res >= 0 && static_cast<uint64_t>(res) != total) res = -EIO;
+                  if (inject_write_error_) {
+                    res = inject_write_error_;
+                    inject_write_error_ = 0;
+                  }
                   std::vector<Pending> done;
                   done.swap(inflight_);
                   uint64_t seq = next_seq_;

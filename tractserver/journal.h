@@ -81,6 +81,8 @@ class Journal {
   // Retrying is not safe: a failed fsync may have dropped the pages, and a
   // rewritten batch may land elsewhere than its failed copy.
   int failed() const { return failed_; }
+  // Tests: the next batch write completes with err (after really writing).
+  void InjectWriteErrorForTest(int err) { inject_write_error_ = err; }
   uint64_t size() const { return size_; }
   uint64_t used() const { return head_ - tail_lsn_; }
   const Stats& stats() const { return stats_; }
@@ -125,6 +127,7 @@ class Journal {
   std::vector<std::pair<uint64_t, Done>> cp_waiters_;  // (lsn, done)
   bool closed_ = false;
   int failed_ = 0;
+  int inject_write_error_ = 0;
   Stats stats_;
   void FailStop(int err, const char* what);
 };

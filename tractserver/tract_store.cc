@@ -232,6 +232,11 @@ int TractStore::SyncDirtyBlocking() {
 }
 
 void TractStore::SyncDirty(std::function<void(int)> done) {
+  if (inject_sync_error_) {
+    int e = inject_sync_error_;
+    inject_sync_error_ = 0;
+    return done(e);
+  }
   if (dirty_.empty()) return done(0);
   std::vector<Tract*> all(dirty_.begin(), dirty_.end());
   dirty_.clear();

@@ -99,6 +99,9 @@ class TractStore {
 
   const StoreStats& stats() const { return stats_; }
   const Journal* journal() const { return journal_.get(); }
+  Journal* journal_for_test() { return journal_.get(); }
+  // Tests: the next checkpoint's tract-file sync fails with err.
+  void InjectSyncErrorForTest(int err) { inject_sync_error_ = err; }
   const std::string& dir() const { return opts_.dir; }
 
  private:
@@ -125,6 +128,7 @@ class TractStore {
   std::list<TractKey> lru_;
   std::unordered_set<Tract*> dirty_;  // written since the last checkpoint synced them
   std::unique_ptr<Journal> journal_;
+  int inject_sync_error_ = 0;
 };
 
 }  // namespace flurry::tractstore

@@ -479,6 +479,47 @@ TEST_P(StoreTest, JournalReplayOfManyTractsStaysWithinTheOpenBound) {
   }
 }
 
+// A failed batch write or checkpoint sync stops the journal: that write and
+// every later one fail (never a retry that could hide batches or trust a
+// failed fsync); a restart replays everything acknowledged.
+TEST_P(StoreTest, JournalFailStopsOnAWriteErrorAndRecoversOnRestart) {
+  if (!GetParam()) GTEST_SKIP() << "journal only";
+  auto a = Pattern(4096, 31), b = Pattern(4096, 32), c = Pattern(4096, 33);
+  ASSERT_EQ(Write(0, a), 0);
+  store_->journal_for_test()->InjectWriteErrorForTest(-EIO);
+  EXPECT_EQ(Write(4096, b), -EIO);
+  EXPECT_EQ(Write(8192, c), -EIO) << "fail-stop: no write after a failed batch";
+  EXPECT_EQ(Checkpoint(), -EIO);
+  std::vector<uint8_t> out;
+  ASSERT_EQ(Read(0, 4096, &out), 0);
+  EXPECT_TRUE(out == a);
+  store_.reset();
+  Reopen();
+  ASSERT_EQ(Read(0, 12288, &out), 0);
+  EXPECT_TRUE(std::equal(a.begin(), a.end(), out.begin())) << "acknowledged: must survive";
+  // b failed but its batch did reach the journal: either outcome is allowed.
+  EXPECT_TRUE(std::equal(b.begin(), b.end(), out.begin() + 4096) ||
+              std::all_of(out.begin() + 4096, out.begin() + 8192, [](uint8_t x) { return x == 0; }));
+  EXPECT_TRUE(std::all_of(out.begin() + 8192, out.end(), [](uint8_t x) { return x == 0; }))
+      << "refused before the journal: never applied";
+  EXPECT_EQ(Write(8192, c), 0) << "writes work again after the restart";
+}
+
+TEST_P(StoreTest, JournalFailStopsOnACheckpointSyncError) {
+  if (!GetParam()) GTEST_SKIP() << "journal only";
+  auto a = Pattern(4096, 41);
+  ASSERT_EQ(Write(0, a), 0);
+  store_->InjectSyncErrorForTest(-EIO);
+  EXPECT_EQ(Checkpoint(), -EIO);
+  EXPECT_EQ(Write(4096, a), -EIO) << "fail-stop after a failed checkpoint sync";
+  store_.reset();
+  Reopen();
+  EXPECT_GE(store_->journal()->stats().replayed_records, 1u);
+  std::vector<uint8_t> out;
+  ASSERT_EQ(Read(0, 4096, &out), 0);
+  EXPECT_TRUE(out == a);
+}
+
 TEST_P(StoreTest, JournalWithBothSuperblocksCorruptRefusesToStart) {
   if (!GetParam()) GTEST_SKIP() << "journal only";
   ASSERT_EQ(Write(0, Pattern(4096, 1)), 0);
