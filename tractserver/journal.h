@@ -81,6 +81,8 @@ class Journal {
   // Retrying is not safe: a failed fsync may have dropped the pages, and a
   // rewritten batch may land elsewhere than its failed copy.
   int failed() const { return failed_; }
+  // A batch write or a checkpoint (tract syncs, superblock write) in flight.
+  bool io_in_flight() const { return writing_ || checkpointing_; }
   // Tests: the next batch write completes with err (after really writing).
   void InjectWriteErrorForTest(int err) { inject_write_error_ = err; }
   uint64_t size() const { return size_; }

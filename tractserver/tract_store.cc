@@ -57,6 +57,18 @@ Result<std::unique_ptr<TractStore>> TractStore::Open(Loop* loop, Options opts) {
 }
 
 TractStore::~TractStore() {
+  // In-flight IO (a background checkpoint's syncs and superblock write, a
+  // batch write and the tract writes it releases) has callbacks into this
+  // store, its journal and its tracts: let it finish first. A stopped loop
+  // runs nothing more, so then there is nothing to wait for.
+  auto busy = [this] {
+    if (journal_ && journal_->io_in_flight()) return true;
+    for (auto& [k, slot] : tracts_)
+      if (slot.tract->io_busy()) return true;
+    return false;
+  };
+  for (int i = 0; i < 100000 && busy(); ++i)
+    if (!loop_->RunOnce(10)) break;
   journal_.reset();
   tracts_.clear();
   if (lock_fd_ >= 0) close(lock_fd_);
