@@ -10,6 +10,7 @@
 #include "common/checksum.h"
 #include "common/log.h"
 #include "common/tract_protocol.h"
+#include "tractserver/file_io.h"
 
 namespace flurry::tractstore {
 
@@ -30,27 +31,6 @@ uint64_t HeaderSum(const uint8_t* page, uint32_t nrec) {
   cs.Update(&h, sizeof h);
   cs.Update(page + sizeof h, static_cast<size_t>(nrec) * sizeof(JournalRecord));
   return cs.Digest();
-}
-int PreadFull(int fd, void* buf, size_t len, uint64_t off) {
-  size_t got = 0;
-  while (got < len) {
-    ssize_t n = pread(fd, static_cast<char*>(buf) + got, len - got, static_cast<off_t>(off + got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -errno;
-    if (n == 0) return -EIO;
-    got += static_cast<size_t>(n);
-  }
-  return 0;
-}
-int PwriteFull(int fd, const void* buf, size_t len, uint64_t off) {
-  size_t done = 0;
-  while (done < len) {
-    ssize_t n = pwrite(fd, static_cast<const char*>(buf) + done, len - done, static_cast<off_t>(off + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -errno;
-    done += static_cast<size_t>(n);
-  }
-  return 0;
 }
 uint64_t RecordBytes(const JournalRecord& r) {
   return r.op == kJournalWrite ? static_cast<uint64_t>(r.c1 - r.c0) * tractproto::kChunkSize : 0;
@@ -84,7 +64,7 @@ int Journal::Init(const std::string& path, uint64_t size) {
   bool found = false, any_bytes = false;
   if (existed) {
     for (int slot = 0; slot < 2; ++slot) {
-      int r = PreadFull(fd_, super_.data(), 4096, static_cast<uint64_t>(slot) * 4096);
+      int r = PreadFull(fd_, super_.data(), 4096, static_cast<uint64_t>(slot) * 4096, /*zero_fill_eof=*/false);
       if (r < 0) break;  // short file: creation did not complete
       JournalSuper s;
       memcpy(&s, super_.data(), sizeof s);
@@ -164,7 +144,7 @@ int Journal::Replay() {
   uint64_t t0 = Loop::NowNs();
   // Reads and validates the header page of the batch expected at lsn.
   auto header_at = [&](uint64_t at, BatchHeader* h) {
-    if (PreadFull(fd_, page.data(), 4096, Phys(at)) < 0) return false;
+    if (PreadFull(fd_, page.data(), 4096, Phys(at), /*zero_fill_eof=*/false) < 0) return false;
     memcpy(h, page.data(), sizeof *h);
     uint64_t room = data_size_ - at % data_size_;
     return memcmp(h->magic, kBatchMagic, 8) == 0 && h->seq == seq && h->lsn == at &&
@@ -186,7 +166,7 @@ int Journal::Replay() {
     for (const auto& r : recs) need += RecordBytes(r);
     if (need + 4096 != h.total_len) break;
     if (data.size() < need) data = AlignedBuffer(need);
-    if (need > 0 && PreadFull(fd_, data.data(), need, Phys(at) + 4096) < 0) break;
+    if (need > 0 && PreadFull(fd_, data.data(), need, Phys(at) + 4096, /*zero_fill_eof=*/false) < 0) break;
     bool torn = false;
     uint64_t off = 0;
     for (const auto& r : recs) {

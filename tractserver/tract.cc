@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "tractserver/file_io.h"
 #include "tractserver/journal.h"
 
 namespace flurry::tractstore {
@@ -33,33 +34,6 @@ struct Tract::WriteOp {
 };
 
 namespace {
-int PreadFull(int fd, void* buf, size_t len, off_t off) {
-  size_t got = 0;
-  while (got < len) {
-    ssize_t n = pread(fd, static_cast<char*>(buf) + got, len - got, off + static_cast<off_t>(got));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
-  memset(static_cast<char*>(buf) + got, 0, len - got);
-  return 0;
-}
-int PwriteFull(int fd, const void* buf, size_t len, off_t off) {
-  size_t done = 0;
-  while (done < len) {
-    ssize_t n = pwrite(fd, static_cast<const char*>(buf) + done, len - done,
-                       off + static_cast<off_t>(done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    done += static_cast<size_t>(n);
-  }
-  return 0;
-}
 bool IsZero(const uint8_t* p, size_t n) {
   return p[0] == 0 && memcmp(p, p + 1, n - 1) == 0;
 }
@@ -113,7 +87,7 @@ int Tract::LoadMeta(bool created, const TractKey& key) {
     return 0;
   }
   TractMetaHeader h{};
-  int r = PreadFull(meta_fd_, &h, sizeof h, 0);
+  int r = PreadFull(meta_fd_, &h, sizeof h, 0, /*zero_fill_eof=*/true);
   if (r < 0) return r;
   uint64_t sum = h.header_sum;
   h.header_sum = 0;
@@ -124,7 +98,7 @@ int Tract::LoadMeta(bool created, const TractKey& key) {
     return -EIO;
   }
   if (h.tract_size != tract_size_ || h.chunk_size != kChunkSize) return -EINVAL;
-  r = PreadFull(meta_fd_, entries_.data(), entries_.size() * sizeof(ChunkEntry), kMetaHeaderSize);
+  r = PreadFull(meta_fd_, entries_.data(), entries_.size() * sizeof(ChunkEntry), kMetaHeaderSize, /*zero_fill_eof=*/true);
   if (r < 0) return r;
   bool changed = false;
   for (uint32_t c = 0; c < nchunks_; ++c) {
@@ -156,7 +130,7 @@ int Tract::LoadMeta(bool created, const TractKey& key) {
 
 int Tract::ResolvePending(uint32_t c) {
   AlignedBuffer buf(kChunkSize);
-  int r = PreadFull(data_fd_, buf.data(), kChunkSize, static_cast<off_t>(c) * kChunkSize);
+  int r = PreadFull(data_fd_, buf.data(), kChunkSize, static_cast<off_t>(c) * kChunkSize, /*zero_fill_eof=*/true);
   if (r < 0) return r;
   ChunkEntry& e = entries_[c];
   unsigned cur = (e.flags & kChunkCur1) ? 1 : 0;
