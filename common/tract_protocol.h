@@ -50,7 +50,9 @@ enum Op : uint16_t {
   kOpStatServer = 7,  // reply payload = "key=value\n" text
   kOpPing = 8,        // no payload
   kOpListTracts = 9,  // reply payload = array of TractEntry (see below) for blob, or all blobs if blob==0
-  kOpMax = 9,
+  kOpChunkSums = 10,  // reply payload = alloc bitmap of the whole tract (aux_len bytes), then one
+                      // XXH3-64 per chunk (8 bytes each, 0 for an unallocated chunk)
+  kOpMax = 10,
 };
 
 enum RequestFlags : uint32_t {
@@ -103,6 +105,8 @@ static_assert(sizeof(TractEntry) == 32);
 
 // Bitmap size in bytes for n chunks, padded to 8 bytes.
 inline constexpr uint32_t BitmapBytes(uint32_t nchunks) { return (nchunks + 63) / 64 * 8; }
+// A CHUNK_SUMS reply of the largest tract fits one payload.
+static_assert(BitmapBytes(kMaxTractSize / kChunkSize) + 8ull * (kMaxTractSize / kChunkSize) <= kMaxPayload);
 
 template <typename H>
 inline uint32_t HeaderSum(const H& h) {
@@ -125,11 +129,12 @@ inline int ValidateRequest(const RequestHeader& h) {
   if (h.op == 0 || h.op > kOpMax) return -EOPNOTSUPP;
   if (h.op == kOpWrite && h.payload_len != h.length) return -EPROTO;
   if (h.op != kOpWrite && h.payload_len != 0) return -EPROTO;
-  bool tract_op = h.op <= kOpZero || h.op == kOpStatTract;
+  bool whole_tract_op = h.op == kOpStatTract || h.op == kOpChunkSums;
+  bool tract_op = h.op <= kOpZero || whole_tract_op;
   if (tract_op) {
     if (!IsPowerOfTwo(h.tract_size) || h.tract_size < kMinTractSize || h.tract_size > kMaxTractSize)
       return -EINVAL;
-    if (h.op != kOpStatTract) {
+    if (!whole_tract_op) {
       if (h.length == 0 || h.length > kMaxIo) return -EINVAL;
       if (static_cast<uint64_t>(h.offset) + h.length > h.tract_size) return -EINVAL;
     }

@@ -54,6 +54,9 @@ void Usage(FILE* f) {
           "  --max-unretired-epochs N\n"
           "                       fast-ack/log: flush epochs that may be acknowledged ahead of the\n"
           "                       durable one before new requests wait (default 4096; 1..1048576)\n"
+          "  --dirty-linger-ms N  R>1: a tract stays marked in the volume's write-intent bitmap\n"
+          "                       this long after its last write (default 2000; 0..3600000). After\n"
+          "                       a crash, the marked tracts' replicas are compared and resynced\n"
           "  -v, --verbose        debug logging\n"
           "  -h, --help           this text\n"
           "\n"
@@ -71,6 +74,7 @@ int main(int argc, char** argv) {
   static const option longopts[] = {
       {"max-buffered", required_argument, nullptr, 'B'},
       {"max-unretired-epochs", required_argument, nullptr, 'E'},
+      {"dirty-linger-ms", required_argument, nullptr, 'L'},
       {"meta", required_argument, nullptr, 'm'},      {"volume", required_argument, nullptr, 'V'},
       {"read-only", required_argument, nullptr, 'r'}, {"listen", required_argument, nullptr, 'l'},
       {"no-tcp", no_argument, nullptr, 'T'},          {"unix", required_argument, nullptr, 'u'},
@@ -106,6 +110,17 @@ int main(int argc, char** argv) {
           return 2;
         }
         engine_defaults.max_unretired_epochs = v;
+        break;
+      }
+      case 'L': {
+        char* end = nullptr;
+        errno = 0;
+        unsigned long long v = strtoull(optarg, &end, 10);
+        if (errno || end == optarg || *end || v > 3600000) {
+          fprintf(stderr, "flurry-disk: bad --dirty-linger-ms '%s' (want 0 to 3600000)\n", optarg);
+          return 2;
+        }
+        engine_defaults.dirty_linger_ms = static_cast<uint32_t>(v);
         break;
       }
       case 'v': SetLogLevel(LogLevel::kDebug); break;
@@ -176,22 +191,21 @@ int main(int argc, char** argv) {
     nbd.AddExport(v.name, vol->device.get(), ro);
     devices.push_back(std::move(*vol));
   }
-  nbd.SetDefaultExport(infos[0].name);
-  if (!no_tcp) {
-    Status s = nbd.ListenTcp(*lhp);
-    if (!s.ok()) { fprintf(stderr, "flurry-disk: NBD on %s: %s\n", listen.c_str(), s.ToString().c_str()); return 1; }
-  }
-  if (!unix_path.empty()) {
-    Status s = nbd.ListenUnix(unix_path);
-    if (!s.ok()) { fprintf(stderr, "flurry-disk: NBD on %s: %s\n", unix_path.c_str(), s.ToString().c_str()); return 1; }
-  }
   std::thread loop_thread([&] { (*loop)->Run(); });
 
-  // Open (and, for log mode, recover) every engine before serving.
+  // Open every volume before accepting connections: a client that connects
+  // meanwhile is refused rather than stalled.
   for (size_t i = 0; i < devices.size(); ++i) {
     std::promise<int> opened;
     uint64_t t0 = Loop::NowNs();
-    (*loop)->PostFromAnyThread([&] { devices[i].device->Open([&](int r) { opened.set_value(r); }); });
+    // First the replicas (resync what a crash left different), then the
+    // engine's own state (log mode: checkpoint + roll forward).
+    (*loop)->PostFromAnyThread([&] {
+      devices[i].blob->Recover([&](int r) {
+        if (r < 0) return opened.set_value(r);
+        devices[i].device->Open([&](int r2) { opened.set_value(r2); });
+      });
+    });
     int r = opened.get_future().get();
     if (r < 0) {
       fprintf(stderr, "flurry-disk: volume '%s' could not be opened: %s\n", infos[i].name.c_str(),
@@ -200,12 +214,37 @@ int main(int argc, char** argv) {
       loop_thread.join();
       return 1;
     }
+    std::string brep = devices[i].blob->recover_report();
+    if (!brep.empty()) FLOG_INFO("volume '%s' replicas: %s", infos[i].name.c_str(), brep.c_str());
     std::string rep = devices[i].device->recovery_report();
     if (!rep.empty())
       FLOG_INFO("volume '%s' recovered in %.1f ms: %s", infos[i].name.c_str(),
                 (Loop::NowNs() - t0) / 1e6, rep.c_str());
   }
 
+  nbd.SetDefaultExport(infos[0].name);
+  {
+    // Listeners submit to the ring: on the loop thread.
+    std::promise<std::string> listened;
+    (*loop)->PostFromAnyThread([&] {
+      if (!no_tcp) {
+        Status s = nbd.ListenTcp(*lhp);
+        if (!s.ok()) return listened.set_value("NBD on " + listen + ": " + s.ToString());
+      }
+      if (!unix_path.empty()) {
+        Status s = nbd.ListenUnix(unix_path);
+        if (!s.ok()) return listened.set_value("NBD on " + unix_path + ": " + s.ToString());
+      }
+      listened.set_value("");
+    });
+    std::string err = listened.get_future().get();
+    if (!err.empty()) {
+      fprintf(stderr, "flurry-disk: %s\n", err.c_str());
+      (*loop)->Stop();
+      loop_thread.join();
+      return 1;
+    }
+  }
 #ifdef FLURRY_HAVE_FUSE
   std::unique_ptr<FuseExport> fuse;
   if (!fuse_dir.empty()) {

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "nbdserver/block_device.h"
@@ -32,6 +33,11 @@ class BlobIo {
   virtual void Write(uint64_t off, uint64_t len, const uint8_t* buf, Done done) = 0;
   virtual void Zero(uint64_t off, uint64_t len, bool keep_alloc, Done done) = 0;
   virtual void Allocation(uint64_t off, uint64_t len, ExtentsDone done) = 0;
+  // Once, before the engine opens: repair what a crash of the writer may
+  // have left behind below the engine (StripedBlob: replicas that differ).
+  virtual void Recover(Done done) { done(0); }
+  // What Recover() did, for the log ("" = nothing worth saying).
+  virtual std::string recover_report() const { return ""; }
 };
 
 }  // namespace flurry

@@ -48,7 +48,11 @@ Result<Volume> MakeVolume(const VolumeInfo& vol, FdsClient* fds, const EngineOpt
   }
   BlobRef ref{vol.blob_hi, vol.blob_lo, vol.tract_size, vol.replicas};
   Volume v;
-  v.blob = std::make_unique<StripedBlob>(fds, ref, std::move(*map));
+  StripedBlob::Options so;
+  so.loop = opts.loop;
+  so.dirty_linger_ms = opts.dirty_linger_ms;
+  so.read_only = opts.read_only;
+  v.blob = std::make_unique<StripedBlob>(fds, ref, std::move(*map), so);
   auto e = MakeEngine(vol, v.blob.get(), opts, why);
   if (!e) return Result<Volume>::error(e.err());
   v.device = std::move(*e);

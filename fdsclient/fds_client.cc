@@ -24,7 +24,9 @@ struct FdsClient::Op {
   uint64_t payload_sum = 0;
   Done done;
   BitmapDone bdone;
+  SumsDone sdone;
   std::vector<uint8_t> bitmap;
+  std::vector<ReplicaSums> replica_sums;  // kOpChunkSums: one per target
   uint64_t deadline_ns = 0;
   int attempt = 0;
   uint64_t gen = 0;          // bumped on each issue; stale replies are ignored
@@ -160,6 +162,14 @@ void FdsClient::Issue(Op* op) {
     }
     if (op->targets.empty()) return Retry(op, -EAGAIN);
   }
+  if (op->opcode == kOpChunkSums) {
+    uint32_t n = op->blob.tract_size / kChunkSize;
+    op->replica_sums.assign(op->targets.size(), ReplicaSums{});
+    for (size_t i = 0; i < op->targets.size(); ++i) {
+      op->replica_sums[i].addr = op->targets[i];
+      op->replica_sums[i].sums.assign(n, 0);
+    }
+  }
   if (op->to_all) {
     op->outstanding = op->targets.size();
     for (size_t i = 0; i < op->targets.size(); ++i) SendTo(op, i);
@@ -196,6 +206,12 @@ void FdsClient::SendTo(Op* op, size_t idx) {
   SealHeader(&h);
   r->deadline_ns = Loop::NowNs() + 6 * static_cast<uint64_t>(opts_.request_timeout_ms) * 1000000;
   if (op->opcode == kOpRead || op->opcode == kOpStatTract) r->aux_sink = &op->bitmap;
+  if (op->opcode == kOpChunkSums) {
+    ReplicaSums& rs = op->replica_sums[idx];
+    r->aux_sink = &rs.bitmap;
+    r->data_sink = reinterpret_cast<uint8_t*>(rs.sums.data());
+    r->data_len = static_cast<uint32_t>(rs.sums.size() * 8);
+  }
   if (op->opcode == kOpRead && !(op->flags & kFlagAllocOnly)) {
     r->data_sink = op->rbuf;
     r->data_len = op->len;
@@ -261,10 +277,13 @@ void FdsClient::Finish(Op* op, int res) {
   op->gen++;
   Done d = std::move(op->done);
   BitmapDone bd = std::move(op->bdone);
+  SumsDone sd = std::move(op->sdone);
   std::vector<uint8_t> bm = std::move(op->bitmap);
+  std::vector<ReplicaSums> rs = std::move(op->replica_sums);
   if (op->refs == 0) delete op;
   if (d) d(res);
   if (bd) bd(res, std::move(bm));
+  if (sd) sd(res, std::move(rs));
 }
 
 void FdsClient::Write(const BlobRef& b, uint64_t tract, uint32_t off, uint32_t len,
@@ -393,6 +412,15 @@ void FdsClient::StatTract(const BlobRef& b, uint64_t tract, BitmapDone done) {
   op->tract = tract;
   op->to_all = false;
   op->bdone = std::move(done);
+  Start(op);
+}
+
+void FdsClient::ChunkSums(const BlobRef& b, uint64_t tract, SumsDone done) {
+  Op* op = new Op();
+  op->opcode = kOpChunkSums;
+  op->blob = b;
+  op->tract = tract;
+  op->sdone = std::move(done);
   Start(op);
 }
 

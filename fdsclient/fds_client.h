@@ -66,6 +66,13 @@ class FdsClient {
   };
   using Done = std::function<void(int res)>;
   using BitmapDone = std::function<void(int res, std::vector<uint8_t> bitmap)>;
+  // One replica's view of a tract (ChunkSums).
+  struct ReplicaSums {
+    std::string addr;
+    std::vector<uint8_t> bitmap;  // allocation, one bit per chunk
+    std::vector<uint64_t> sums;   // XXH3-64 per chunk, 0 if unallocated
+  };
+  using SumsDone = std::function<void(int res, std::vector<ReplicaSums> replicas)>;
 
   // Fetches the TLT (blocking: call before serving IO). why explains failure.
   static Result<std::unique_ptr<FdsClient>> Create(Loop* loop, Options opts, Status* why);
@@ -78,6 +85,11 @@ class FdsClient {
             BitmapDone done);
   void Zero(const BlobRef& b, uint64_t tract, uint32_t off, uint32_t len, bool keep_alloc, Done done);
   void StatTract(const BlobRef& b, uint64_t tract, BitmapDone done);
+  // Every replica's allocation bitmap and chunk checksums of the whole
+  // tract, in TLT row order (a replica still being refilled included: its
+  // missing chunks show as differences); fails (after retries) unless all
+  // of them answer. Used to find replicas that differ (resync).
+  void ChunkSums(const BlobRef& b, uint64_t tract, SumsDone done);
   // Deletes the blob's tracts on every server of the TLT.
   void DeleteBlob(const BlobRef& b, Done done);
 

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "striping/striped_blob.h"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
 
+#include "common/log.h"
 #include "common/tract_protocol.h"
 
 namespace flurry {
@@ -39,7 +41,190 @@ int ForEachIo(const StripeMap& map, uint64_t off, uint64_t len, Fn&& fn) {
   });
 }
 constexpr uint64_t kC = tractproto::kChunkSize;
+
+bool BitAt(const std::vector<uint8_t>& bm, uint64_t i) { return i / 8 < bm.size() && (bm[i / 8] >> (i % 8) & 1); }
 }  // namespace
+
+StripedBlob::StripedBlob(FdsClient* fds, BlobRef blob, StripeMap map, Options opts)
+    : fds_(fds), blob_(blob), map_(std::move(map)), opts_(opts) {
+  // One replica cannot differ from itself; without a loop there is no sweep.
+  if (blob_.replicas < 2 || opts_.loop == nullptr) return;
+  intent_ = std::make_unique<WriteIntent>(
+      map_.num_tracts(), static_cast<uint64_t>(opts_.dirty_linger_ms) * 1000000,
+      [this](uint64_t chunk, const uint8_t* data, Done done) { PersistIntent(chunk, data, std::move(done)); });
+  SweepTick();
+}
+
+StripedBlob::~StripedBlob() {
+  *alive_ = false;
+  if (intent_) opts_.loop->CancelTimer(sweep_timer_);
+}
+
+void StripedBlob::SweepTick() {
+  intent_->Sweep(Loop::NowNs());
+  uint64_t period_ms = std::clamp<uint64_t>(opts_.dirty_linger_ms / 4, 10, 1000);
+  sweep_timer_ = opts_.loop->AddTimer(period_ms * 1000000, [this] { SweepTick(); });
+}
+
+void StripedBlob::PersistIntent(uint64_t chunk, const uint8_t* data, Done done) {
+  uint64_t byte = chunk * WriteIntent::kChunk;
+  fds_->Write(blob_, kIntentTractBase + byte / blob_.tract_size,
+              static_cast<uint32_t>(byte % blob_.tract_size), WriteIntent::kChunk, data, 0,
+              [alive = alive_, done = std::move(done)](int r) {
+                if (*alive) done(r);
+              });
+}
+
+void StripedBlob::WithIntent(uint64_t off, uint64_t len, std::function<void(Done)> op, Done done) {
+  if (!intent_) return op(std::move(done));
+  auto tracts = std::make_shared<std::vector<uint64_t>>();
+  int r = map_.ForEachPiece(off, len, [&](const StripePiece& p) {
+    if (std::find(tracts->begin(), tracts->end(), p.tract) == tracts->end()) tracts->push_back(p.tract);
+  });
+  if (r < 0) return done(r);
+  intent_->Acquire(tracts->data(), tracts->size(),
+                   [this, alive = alive_, tracts, op = std::move(op), done = std::move(done)](int res) mutable {
+                     auto release = [this, alive, tracts, done = std::move(done)](int res2) {
+                       if (*alive) intent_->Release(tracts->data(), tracts->size(), Loop::NowNs());
+                       done(res2);
+                     };
+                     if (res < 0) return release(res);
+                     op(std::move(release));
+                   });
+}
+
+struct StripedBlob::RecoverState {
+  std::vector<uint8_t> image;
+  std::vector<uint64_t> marked;
+  size_t next = 0, running = 0;
+  int err = 0;
+  uint64_t t0 = 0;
+  Done done;
+};
+
+void StripedBlob::Recover(Done done) {
+  if (!intent_) return done(0);
+  auto st = std::make_shared<RecoverState>();
+  st->t0 = Loop::NowNs();
+  st->done = std::move(done);
+  st->image.assign(intent_->nchunks() * WriteIntent::kChunk, 0);
+  // 1. The bitmap, from any one replica: a bit was set on every replica
+  //    before its tract was written, and cleared only after the tract's
+  //    writes were durable everywhere, so any replica tells the truth.
+  auto j = std::make_shared<Join>();
+  j->done = [this, alive = alive_, st](int r) {
+    if (!*alive) return;
+    if (r < 0) return st->done(r);
+    for (uint64_t t = 0; t < intent_->ntracts(); ++t)
+      if (BitAt(st->image, t)) st->marked.push_back(t);
+    rstats_.marked = st->marked.size();
+    if (opts_.read_only) {
+      rstats_.seconds = (Loop::NowNs() - st->t0) / 1e9;
+      return st->done(0);
+    }
+    RecoverPump(st);
+  };
+  uint64_t bytes = st->image.size();
+  for (uint64_t b = 0; b < bytes; b += WriteIntent::kChunk) {
+    j->pending++;
+    fds_->Read(blob_, kIntentTractBase + b / blob_.tract_size, static_cast<uint32_t>(b % blob_.tract_size),
+               WriteIntent::kChunk, st->image.data() + b, [j](int r, std::vector<uint8_t>) { j->Arrive(r); });
+  }
+  j->Arrive(0);
+}
+
+// 2. Resync the marked tracts, a few at a time; 3. then let the bits go.
+void StripedBlob::RecoverPump(std::shared_ptr<RecoverState> st) {
+  while (st->err == 0 && st->running < 8 && st->next < st->marked.size()) {
+    uint64_t t = st->marked[st->next++];
+    st->running++;
+    ResyncTract(t, [this, alive = alive_, st](int r) {
+      if (!*alive) return;
+      st->running--;
+      if (r < 0 && st->err == 0) st->err = r;
+      RecoverPump(st);
+    });
+  }
+  if (st->running > 0 || (st->err == 0 && st->next < st->marked.size())) return;
+  if (!st->done) return;  // already finished
+  rstats_.seconds = (Loop::NowNs() - st->t0) / 1e9;
+  if (st->err == 0) intent_->Load(std::move(st->image));
+  Done fin = std::move(st->done);
+  st->done = nullptr;
+  fin(st->err);
+}
+
+std::string StripedBlob::recover_report() const {
+  if (!intent_) return "";
+  char b[200];
+  snprintf(b, sizeof b, "%s%llu tracts marked in the write-intent bitmap, %llu with replicas that differed, "
+           "%llu chunks copied, %.3f s",
+           opts_.read_only ? "read-only, not resynced: " : "", (unsigned long long)rstats_.marked,
+           (unsigned long long)rstats_.differing, (unsigned long long)rstats_.chunks_copied, rstats_.seconds);
+  return b;
+}
+
+void StripedBlob::ResyncTract(uint64_t tract, Done done) {
+  fds_->ChunkSums(blob_, tract, [this, alive = alive_, tract, done = std::move(done)](
+                                    int r, std::vector<FdsClient::ReplicaSums> reps) mutable {
+    if (!*alive) return;
+    if (r < 0) return done(r);
+    uint32_t n = blob_.tract_size / static_cast<uint32_t>(kC);
+    auto differs = [&](uint32_t c) {
+      for (size_t k = 1; k < reps.size(); ++k) {
+        if (BitAt(reps[k].bitmap, c) != BitAt(reps[0].bitmap, c)) return true;
+        if (reps[k].sums[c] != reps[0].sums[c]) return true;
+      }
+      return false;
+    };
+    auto j = std::make_shared<Join>();
+    j->done = std::move(done);
+    bool any = false;
+    const uint32_t max_run = tractproto::kMaxIo / static_cast<uint32_t>(kC);
+    for (uint32_t c = 0; c < n;) {
+      if (!differs(c)) { ++c; continue; }
+      uint32_t e = c;
+      while (e < n && e - c < max_run && differs(e)) ++e;
+      any = true;
+      rstats_.chunks_copied += e - c;
+      j->pending++;
+      CopyRun(tract, c, e, [j](int r2) { j->Arrive(r2); });
+      c = e;
+    }
+    if (any) {
+      rstats_.differing++;
+      FLOG_INFO("blob %016llx%016llx tract %llu: replicas differed; resyncing from one readable replica",
+                (unsigned long long)blob_.hi, (unsigned long long)blob_.lo, (unsigned long long)tract);
+    }
+    j->Arrive(0);
+  });
+}
+
+void StripedBlob::CopyRun(uint64_t tract, uint32_t c0, uint32_t c1, Done done) {
+  auto buf = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(c1 - c0) * kC);
+  fds_->Read(blob_, tract, static_cast<uint32_t>(c0 * kC), static_cast<uint32_t>(buf->size()), buf->data(),
+             [this, alive = alive_, tract, c0, c1, buf, done = std::move(done)](int r, std::vector<uint8_t> bm) {
+               if (!*alive) return;
+               if (r < 0) return done(r);
+               // Allocated chunks are written to every replica; holes are
+               // trimmed on every replica.
+               auto j = std::make_shared<Join>();
+               j->done = [buf, done = std::move(done)](int r2) { done(r2); };
+               for (uint32_t c = c0; c < c1;) {
+                 bool alloc = BitAt(bm, c - c0);
+                 uint32_t e = c;
+                 while (e < c1 && BitAt(bm, e - c0) == alloc) ++e;
+                 j->pending++;
+                 uint32_t off = static_cast<uint32_t>(c * kC), len = static_cast<uint32_t>((e - c) * kC);
+                 if (alloc)
+                   fds_->Write(blob_, tract, off, len, buf->data() + (c - c0) * kC, 0, [j](int r2) { j->Arrive(r2); });
+                 else
+                   fds_->Zero(blob_, tract, off, len, false, [j](int r2) { j->Arrive(r2); });
+                 c = e;
+               }
+               j->Arrive(0);
+             });
+}
 
 void StripedBlob::Read(uint64_t off, uint64_t len, uint8_t* buf, Done done) {
   auto j = std::make_shared<Join>();
@@ -53,6 +238,11 @@ void StripedBlob::Read(uint64_t off, uint64_t len, uint8_t* buf, Done done) {
 }
 
 void StripedBlob::Write(uint64_t off, uint64_t len, const uint8_t* buf, Done done) {
+  if (!intent_) return WriteNow(off, len, buf, std::move(done));
+  WithIntent(off, len, [this, off, len, buf](Done d) { WriteNow(off, len, buf, std::move(d)); }, std::move(done));
+}
+
+void StripedBlob::WriteNow(uint64_t off, uint64_t len, const uint8_t* buf, Done done) {
   auto j = std::make_shared<Join>();
   j->done = std::move(done);
   int r = ForEachIo(map_, off, len, [&](const StripePiece& p) {
@@ -64,6 +254,12 @@ void StripedBlob::Write(uint64_t off, uint64_t len, const uint8_t* buf, Done don
 }
 
 void StripedBlob::Zero(uint64_t off, uint64_t len, bool keep_alloc, Done done) {
+  if (!intent_) return ZeroNow(off, len, keep_alloc, std::move(done));
+  WithIntent(off, len, [this, off, len, keep_alloc](Done d) { ZeroNow(off, len, keep_alloc, std::move(d)); },
+             std::move(done));
+}
+
+void StripedBlob::ZeroNow(uint64_t off, uint64_t len, bool keep_alloc, Done done) {
   // Merge the pieces per tract first: a large trim touches each tract in a
   // few contiguous ranges, not once per stripe unit.
   std::map<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>> per_tract;

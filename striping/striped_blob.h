@@ -11,23 +11,58 @@
 // engine above must not have two writes/zeroes in flight that touch the same
 // 4 KiB chunk of the blob (they lock chunk-aligned ranges).
 // Trim/Zero ranges are split at tract boundaries and tractproto::kMaxIo.
+//
+// Replicas (R > 1, with a loop): every Write/Zero first marks its tracts in
+// the blob's write-intent bitmap (striping/write_intent.h), stored in the
+// blob's own tracts kIntentTractBase + i (docs/DISK_FORMAT.md "Write-intent
+// bitmap"). Recover(), before the engine opens, compares the replicas of
+// every tract marked there (chunk checksums from each replica) and copies
+// the chunks that differ from one readable replica to all, so that a write
+// that reached only some replicas before a crash never makes reads depend
+// on which replica answers.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <string>
 #include <vector>
 
+#include "common/loop.h"
 #include "epochs/blob_io.h"
 #include "fdsclient/fds_client.h"
 #include "striping/striping.h"
+#include "striping/write_intent.h"
 
 namespace flurry {
 
 class StripedBlob : public BlobIo {
  public:
+  // Tract index of the first tract that holds the write-intent bitmap.
+  static constexpr uint64_t kIntentTractBase = 1ull << 40;
+  struct Options {
+    Loop* loop = nullptr;            // needed for the intent bitmap (sweep timer)
+    uint32_t dirty_linger_ms = 2000; // a tract stays marked this long after its last write
+    bool read_only = false;          // Recover() reports but does not resync
+  };
+  struct RecoverStats {
+    uint64_t marked = 0, differing = 0, chunks_copied = 0;
+    double seconds = 0;
+  };
 
-  StripedBlob(FdsClient* fds, BlobRef blob, StripeMap map)
-      : fds_(fds), blob_(blob), map_(std::move(map)) {}
+  StripedBlob(FdsClient* fds, BlobRef blob, StripeMap map) : StripedBlob(fds, blob, std::move(map), Options{}) {}
+  StripedBlob(FdsClient* fds, BlobRef blob, StripeMap map, Options opts);
+  ~StripedBlob() override;
+
+  // Resyncs the tracts marked in the intent bitmap (see above). Call once,
+  // before any IO; done(0) when every marked tract's replicas agree.
+  void Recover(Done done) override;
+  std::string recover_report() const override;
+  const RecoverStats& recover_stats() const { return rstats_; }
+  const WriteIntent* intent() const { return intent_.get(); }
+  // Resyncs one tract now (tests and Recover): replicas that differ get the
+  // chunks of one readable replica. differing/chunks are added to the stats.
+  void ResyncTract(uint64_t tract, Done done);
 
   uint64_t size() const override { return map_.volume_size(); }
   void Read(uint64_t off, uint64_t len, uint8_t* buf, Done done) override;
@@ -41,9 +76,24 @@ class StripedBlob : public BlobIo {
   const BlobRef& blob() const { return blob_; }
 
  private:
+  void WriteNow(uint64_t off, uint64_t len, const uint8_t* buf, Done done);
+  void ZeroNow(uint64_t off, uint64_t len, bool keep_alloc, Done done);
+  // Runs op once the tracts of [off, off+len) are marked; releases them after.
+  void WithIntent(uint64_t off, uint64_t len, std::function<void(Done)> op, Done done);
+  void PersistIntent(uint64_t chunk, const uint8_t* data, Done done);
+  void CopyRun(uint64_t tract, uint32_t c0, uint32_t c1, Done done);
+  void SweepTick();
+  struct RecoverState;
+  void RecoverPump(std::shared_ptr<RecoverState> st);
+
   FdsClient* fds_;
   BlobRef blob_;
   StripeMap map_;
+  Options opts_;
+  std::unique_ptr<WriteIntent> intent_;
+  Loop::TimerId sweep_timer_;
+  RecoverStats rstats_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace flurry

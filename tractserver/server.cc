@@ -195,6 +195,17 @@ class TractServer::Conn {
           OpDone();
         });
         return;
+      case kOpChunkSums:
+        st->ChunkSums(key, h.tract_size, [this, id](int r, TractStore::ReadResult rr) {
+          if (r < 0) {
+            Reply(id, r);
+          } else {
+            uint32_t n = static_cast<uint32_t>(rr.buf.size());
+            ReplyData(id, std::move(rr.bitmap), std::move(rr.buf), 0, n);
+          }
+          OpDone();
+        });
+        return;
       case kOpDeleteBlob:
         st->DeleteBlob(h.blob_hi, h.blob_lo, [this, id](int r) { Reply(id, r); OpDone(); });
         return;

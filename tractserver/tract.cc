@@ -305,6 +305,32 @@ void Tract::Read(uint32_t off, uint32_t len, bool alloc_only, TractStore::ReadDo
   });
 }
 
+void Tract::Sums(TractStore::ReadDone done) {
+  ++active_ops_;
+  auto lock = std::make_shared<RangeLock*>(nullptr);
+  *lock = Lock(0, nchunks_, false, [this, lock, done = std::move(done)]() mutable {
+    TractStore::ReadResult rr;
+    rr.bitmap = Bitmap(0, nchunks_);
+    rr.buf = AlignedBuffer(static_cast<size_t>(nchunks_) * 8);
+    int err = 0;
+    for (uint32_t c = 0; c < nchunks_; ++c) {
+      // No write holds the lock, so none is pending unless a failed one
+      // could not settle it: settle it now (reads the chunk).
+      if ((entries_[c].flags & kChunkPending) && err == 0) err = ResolvePending(c);
+      const ChunkEntry& e = entries_[c];
+      uint64_t sum = (e.flags & kChunkAllocated) ? e.sum[(e.flags & kChunkCur1) ? 1 : 0] : 0;
+      memcpy(rr.buf.data() + static_cast<size_t>(c) * 8, &sum, 8);
+    }
+    // Lock() may grant synchronously before *lock is assigned: defer.
+    loop_->Post([this, lock, err, rr = std::make_shared<TractStore::ReadResult>(std::move(rr)),
+                 done = std::move(done)]() mutable {
+      Unlock(*lock);
+      --active_ops_;
+      done(err, std::move(*rr));
+    });
+  });
+}
+
 // ---- writes ----
 
 void Tract::Write(uint32_t off, uint32_t len, AlignedBuffer data, uint32_t flags, Done done) {

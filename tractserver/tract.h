@@ -39,6 +39,8 @@ class Tract {
   void Write(uint32_t off, uint32_t len, AlignedBuffer data, uint32_t flags, Done done);
   void Read(uint32_t off, uint32_t len, bool alloc_only, TractStore::ReadDone done);
   void Zero(uint32_t off, uint32_t len, bool keep_alloc, Done done);
+  // TractStore::ChunkSums for this tract (under a shared lock of all chunks).
+  void Sums(TractStore::ReadDone done);
 
   // Journal replay (synchronous, at open): whole chunks [c0, c1) get data;
   // trims deallocate [c0, c1). Neither syncs; SyncBlocking() does.

@@ -176,6 +176,20 @@ void TractStore::StatTract(const TractKey& key, uint32_t tract_size, ReadDone do
   done(0, std::move(rr));
 }
 
+void TractStore::ChunkSums(const TractKey& key, uint32_t tract_size, ReadDone done) {
+  auto t = Get(key, tract_size, false);
+  if (!t) return done(t.err(), ReadResult{});
+  if (*t == nullptr) {  // nothing stored: every chunk unallocated
+    uint32_t n = tract_size / tractproto::kChunkSize;
+    ReadResult rr;
+    rr.bitmap.assign(tractproto::BitmapBytes(n), 0);
+    rr.buf = AlignedBuffer(static_cast<size_t>(n) * 8);
+    rr.buf.zero();
+    return done(0, std::move(rr));
+  }
+  (*t)->Sums(std::move(done));
+}
+
 void TractStore::DeleteBlob(uint64_t hi, uint64_t lo, Done done) {
   for (auto& [k, slot] : tracts_)
     if (k.hi == hi && k.lo == lo && slot.tract->io_busy()) return done(-EBUSY);

@@ -85,6 +85,10 @@ class TractStore {
             bool keep_alloc, Done done);
   // Allocation bitmap of the whole tract (all zeros if it does not exist).
   void StatTract(const TractKey& key, uint32_t tract_size, ReadDone done);
+  // Allocation bitmap of the whole tract and, in buf, the XXH3-64 of every
+  // chunk (8 bytes each, little-endian; 0 for an unallocated chunk), taken
+  // once no write to the tract is in flight. Replica comparison (resync).
+  void ChunkSums(const TractKey& key, uint32_t tract_size, ReadDone done);
   // Deletes every tract of a blob. Fails with -EBUSY if IO is in flight on it.
   void DeleteBlob(uint64_t hi, uint64_t lo, Done done);
   // Tracts stored here, for one blob or (hi == lo == 0) all blobs.
