@@ -219,6 +219,37 @@ class NbdCampaign {
     }
     CheckResult res = Check(wl_->history(), seen,
                             o_.mode == WriteMode::kWriteThrough ? Invariant::kWriteThrough : Invariant::kPrefix);
+    if (o_.kill_tractserver && c_->servers() > 1) {
+      // Reads must not depend on which replica answers: read everything
+      // again with one tract server down (R=2: its rows are read from the
+      // other replica) and compare with what recovery showed.
+      int down = std::uniform_int_distribution<int>(0, c_->servers() - 1)(rng_);
+      (void)c_->KillServer(down);
+      std::vector<uint8_t> buf(o_.size);
+      int r = ReadRange(client_.get(), 0, o_.size, buf.data());
+      if (r < 0) {
+        *why = ctx + ": reading the disk with tract server " + std::to_string(down) + " down: " + errstr(r) +
+               " " + client_->error() + "\n" + c_->LogTail(disk_.log);
+        return r;
+      }
+      std::vector<uint64_t> again(seen.size());
+      DecodeSectors(wl_->tag(), 0, again.size(), buf.data(), again.data());
+      uint64_t differ = 0, first = 0;
+      for (size_t i = 0; i < seen.size(); ++i)
+        if (again[i] != seen[i] && differ++ == 0) first = i;
+      st_->replica_checks++;
+      if (differ > 0) {
+        st_->replica_failures++;
+        res.ok = false;
+        res.bad_sectors += differ;
+        res.details.push_back(std::to_string(differ) + " sectors read differently with tract server " +
+                              std::to_string(down) + " down (replicas differ), first sector " + std::to_string(first));
+      }
+      if (Status s = c_->RestartServer(down); !s.ok()) {
+        *why = "restarting tract server " + std::to_string(down) + ": " + s.ToString();
+        return s.code();
+      }
+    }
     if (uint64_t bad = wl_->read_violations() - reads_bad0; bad > 0) {
       res.ok = false;
       res.bad_sectors += bad;

@@ -7,7 +7,10 @@
 // acknowledged (they are read until EOF). Then the tract server is
 // restarted on its directory and port, flurry-disk is restarted (its
 // start-up runs the engine's recovery), the whole disk is read back over
-// NBD and checked; what was read is the next generation's baseline.
+// NBD and checked; what was read is the next generation's baseline. With
+// kill_tractserver, the disk is then read once more with a random tract
+// server down (SIGKILL, restarted after): it must read the same (replicas
+// that a crash left different are resynced at start-up).
 // Every acknowledged request, with its epoch, goes to DIR/ops-MODE.log.
 #pragma once
 

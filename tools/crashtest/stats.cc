@@ -30,6 +30,9 @@ std::string CrashStats::Report() const {
   if (recovery_crash_checks > 0)
     idem += std::to_string(recovery_crash_failures) + "/" + std::to_string(recovery_crash_checks) +
             " crashes during recovery wrong, ";
+  if (replica_checks > 0)
+    idem += std::to_string(replica_failures) + "/" + std::to_string(replica_checks) +
+            " re-reads with a tract server down differing, ";
   snprintf(b, sizeof b,
            "mode %s: %llu %s, %llu violations (%llu bad sectors, %llu without a durable prefix, "
            "%s%llu wrong sectors in %llu checked reads)\n"

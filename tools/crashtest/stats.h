@@ -33,6 +33,7 @@ struct CrashStats {
   uint64_t idempotence_checks = 0, idempotence_failures = 0;
   uint64_t recovery_crash_checks = 0, recovery_crash_failures = 0;  // crashes during recovery
   uint64_t read_checks = 0, read_violations = 0;
+  uint64_t replica_checks = 0, replica_failures = 0;  // whole-disk re-reads with a server down
   uint64_t acked_writes = 0, errors = 0;
   Accum epochs_lost, bytes_lost, recovery_ms;
   double seconds = 0;

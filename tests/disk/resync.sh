@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Replicas that a crash left different are resynced (R=2, 2 tract servers,
+# write-through). The session-3 defect this guards against: an R-way write
+# in flight when flurry-disk died had reached one replica only; nothing
+# reconciled them, so later reads returned old or new data depending on
+# which replica answered.
+# 1. Write 0xaa over 4 MiB; SIGSTOP tract server 0; write 0xbb over the same
+#    range (it lands on server 1 only; server 0 never sees it); kill -9
+#    flurry-disk and then server 0.
+# 2. Start flurry-disk while server 0 is still down: its recovery must wait
+#    for it (the marked tracts' replicas cannot be compared without it);
+#    restart server 0 on its directory and port; flurry-disk must log that
+#    replicas differed and get ready.
+# 3. Read the volume with server 1 killed, then with server 1 back and server
+#    0 killed: both images must be identical, and each 4 KiB of the range
+#    all 0xaa or all 0xbb (write-through: an unacknowledged write may be
+#    there or not, nothing else).
+#   usage: resync.sh FLURRY_META FLURRY_TRACTSERVER FLURRY_DISK
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+fl_init "$@"
+fl_need_tools qemu-io qemu-img python3 cmp
+
+fl_cluster_start --servers 2 --heartbeat-timeout-ms 600000
+fl_volume v 64M 2
+# Marks stay long after the writes, as under steady load.
+fl_disk_start --volume v --dirty-linger-ms 600000
+M=$((1 << 20))
+ts_port() { cat "$T/ts$1.port"; }
+P0=$(ts_port 0) P1=$(ts_port 1)
+
+ts_restart() {  # $1 = server index; same directory, same port
+  local i=$1 port
+  port=$(ts_port "$i")
+  fl_spawn "ts$i.restart.$RANDOM" "$FL_TS_BIN" --dir "$T/ts$i" --meta "127.0.0.1:$META_PORT" \
+    --listen "127.0.0.1:$port"
+  FL_TS_PIDS[i]=$FL_LAST_PID
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fl_fail "tract server $i did not come back on port $port"
+}
+
+fl_step "write 0xaa over [0, 4M) on both replicas"
+qemu-io -f raw -c "write -P 0xaa 0 $((4 * M))" "$NBD/v" >"$T/logs/qemu-a.log" 2>&1 || fl_fail "qemu-io write A"
+
+fl_step "SIGSTOP tract server 0; write 0xbb (reaches server 1 only); kill -9 flurry-disk, then server 0"
+kill -STOP "${FL_TS_PIDS[0]}"
+qemu-io -f raw -c "write -P 0xbb 0 $((4 * M))" "$NBD/v" >"$T/logs/qemu-b.log" 2>&1 &
+QB=$!
+sleep 1.5
+fl_alive "$QB" || fl_fail "write B completed with server 0 stopped; the test would prove nothing"
+kill -KILL "$DISK_PID"
+wait "$DISK_PID" 2>/dev/null || true
+DISK_PID=
+fl_kill9_ts 0
+wait "$QB" 2>/dev/null || true
+
+fl_step "start flurry-disk with server 0 down; restart server 0 after 2 s"
+FL_DISK_RUNS=$((FL_DISK_RUNS + 1))
+rm -f "$T/disk.port"
+log=disk.$FL_DISK_RUNS
+fl_spawn "$log" "$FL_DISK_BIN" --meta "127.0.0.1:$META_PORT" --listen 127.0.0.1:0 \
+  --port-file "$T/disk.port" --volume v
+DISK_PID=$FL_LAST_PID
+sleep 2
+grep -qs '^flurry-disk: ready' "$T/logs/$log.log" &&
+  fl_fail "flurry-disk got ready without comparing the replicas of server 0"
+fl_alive "$DISK_PID" || fl_fail "flurry-disk exited while server 0 was down (see $log.log)"
+ts_restart 0
+for _ in $(seq 1 300); do
+  grep -qs '^flurry-disk: ready' "$T/logs/$log.log" && break
+  fl_alive "$DISK_PID" || fl_fail "flurry-disk exited during recovery (see $log.log)"
+  sleep 0.1
+done
+grep -q '^flurry-disk: ready' "$T/logs/$log.log" || fl_fail "flurry-disk not ready 30 s after server 0 came back"
+grep "replicas:" "$T/logs/$log.log" || fl_fail "no resync report in $log.log"
+grep -q "replicas differed" "$T/logs/$log.log" || fl_fail "recovery found no replicas that differed"
+NBD="nbd://127.0.0.1:$(<"$T/disk.port")"
+
+read_image() {  # $1 = output file
+  qemu-img convert -f raw -O raw "$NBD/v" "$1" 2>>"$T/logs/qemu-img.log" || fl_fail "reading the volume failed"
+}
+
+fl_step "read everything with server 1 down (server 0's replicas)"
+fl_kill9_ts 1
+read_image "$T/only0.img"
+ts_restart 1
+
+fl_step "read everything with server 0 down (server 1's replicas)"
+fl_kill9_ts 0
+read_image "$T/only1.img"
+ts_restart 0
+
+cmp "$T/only0.img" "$T/only1.img" || fl_fail "the two replicas still hold different data"
+python3 - "$T/only0.img" <<'PY' || fl_fail "a chunk is neither the old nor the new data"
+import sys
+data = open(sys.argv[1], "rb").read()
+aa = bytes([0xAA]) * 4096
+bb = bytes([0xBB]) * 4096
+n = {"aa": 0, "bb": 0}
+for off in range(0, 4 << 20, 4096):
+    c = data[off:off + 4096]
+    if c == aa: n["aa"] += 1
+    elif c == bb: n["bb"] += 1
+    else: sys.exit(f"chunk at {off} is neither")
+if any(data[4 << 20:]): sys.exit("bytes past the written range are not zero")
+print(f"chunks of the range: {n['aa']} old (0xaa), {n['bb']} new (0xbb)")
+PY
+fl_pass
