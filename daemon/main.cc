@@ -191,10 +191,22 @@ int main(int argc, char** argv) {
     nbd.AddExport(v.name, vol->device.get(), ro);
     devices.push_back(std::move(*vol));
   }
+  // Bind now, accept after every volume is open: a second flurry-disk on
+  // the same address fails here, before it touches (resyncs) the volumes;
+  // clients that connect meanwhile wait in the backlog.
+  nbd.SetDefaultExport(infos[0].name);
+  if (!no_tcp) {
+    Status s = nbd.BindTcp(*lhp);
+    if (!s.ok()) { fprintf(stderr, "flurry-disk: NBD on %s: %s\n", listen.c_str(), s.ToString().c_str()); return 1; }
+  }
+  if (!unix_path.empty()) {
+    Status s = nbd.BindUnix(unix_path);
+    if (!s.ok()) { fprintf(stderr, "flurry-disk: NBD on %s: %s\n", unix_path.c_str(), s.ToString().c_str()); return 1; }
+  }
   std::thread loop_thread([&] { (*loop)->Run(); });
 
-  // Open every volume before accepting connections: a client that connects
-  // meanwhile is refused rather than stalled.
+  // Open every volume (resync its replicas, recover its engine) before
+  // accepting connections.
   for (size_t i = 0; i < devices.size(); ++i) {
     std::promise<int> opened;
     uint64_t t0 = Loop::NowNs();
@@ -222,24 +234,13 @@ int main(int argc, char** argv) {
                 (Loop::NowNs() - t0) / 1e6, rep.c_str());
   }
 
-  nbd.SetDefaultExport(infos[0].name);
   {
-    // Listeners submit to the ring: on the loop thread.
-    std::promise<std::string> listened;
-    (*loop)->PostFromAnyThread([&] {
-      if (!no_tcp) {
-        Status s = nbd.ListenTcp(*lhp);
-        if (!s.ok()) return listened.set_value("NBD on " + listen + ": " + s.ToString());
-      }
-      if (!unix_path.empty()) {
-        Status s = nbd.ListenUnix(unix_path);
-        if (!s.ok()) return listened.set_value("NBD on " + unix_path + ": " + s.ToString());
-      }
-      listened.set_value("");
-    });
-    std::string err = listened.get_future().get();
-    if (!err.empty()) {
-      fprintf(stderr, "flurry-disk: %s\n", err.c_str());
+    // Accepting submits to the ring: on the loop thread.
+    std::promise<Status> started;
+    (*loop)->PostFromAnyThread([&] { started.set_value(nbd.StartAccepting()); });
+    Status s = started.get_future().get();
+    if (!s.ok()) {
+      fprintf(stderr, "flurry-disk: NBD: %s\n", s.ToString().c_str());
       (*loop)->Stop();
       loop_thread.join();
       return 1;

@@ -28,6 +28,7 @@ struct FdsClient::Op {
   std::vector<uint8_t> bitmap;
   std::vector<ReplicaSums> replica_sums;  // kOpChunkSums: one per target
   uint64_t deadline_ns = 0;
+  uint32_t deadline_ms = 0;  // 0 = Options::op_deadline_ms
   int attempt = 0;
   uint64_t gen = 0;          // bumped on each issue; stale replies are ignored
   int refs = 0;              // requests on the wire referring to this op
@@ -138,7 +139,7 @@ void FdsClient::Start(Op* op) {
     Finish(op, -ESHUTDOWN);
     return;
   }
-  op->deadline_ns = Loop::NowNs() + static_cast<uint64_t>(opts_.op_deadline_ms) * 1000000;
+  op->deadline_ns = Loop::NowNs() + static_cast<uint64_t>(op->deadline_ms ? op->deadline_ms : opts_.op_deadline_ms) * 1000000;
   Issue(op);
 }
 
@@ -415,8 +416,9 @@ void FdsClient::StatTract(const BlobRef& b, uint64_t tract, BitmapDone done) {
   Start(op);
 }
 
-void FdsClient::ChunkSums(const BlobRef& b, uint64_t tract, SumsDone done) {
+void FdsClient::ChunkSums(const BlobRef& b, uint64_t tract, SumsDone done, uint32_t deadline_ms) {
   Op* op = new Op();
+  op->deadline_ms = deadline_ms;
   op->opcode = kOpChunkSums;
   op->blob = b;
   op->tract = tract;

@@ -89,7 +89,9 @@ class FdsClient {
   // tract, in TLT row order (a replica still being refilled included: its
   // missing chunks show as differences); fails (after retries) unless all
   // of them answer. Used to find replicas that differ (resync).
-  void ChunkSums(const BlobRef& b, uint64_t tract, SumsDone done);
+  // deadline_ms: give up after this long instead of op_deadline_ms (0 =
+  // the default; 1 = one attempt, no retry).
+  void ChunkSums(const BlobRef& b, uint64_t tract, SumsDone done, uint32_t deadline_ms = 0);
   // Deletes the blob's tracts on every server of the TLT.
   void DeleteBlob(const BlobRef& b, Done done);
 

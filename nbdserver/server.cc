@@ -17,6 +17,7 @@ NbdServer::~NbdServer() {
   for (auto& l : listeners_) {
     if (l->fd >= 0) close(l->fd);
   }
+  for (int fd : bound_) close(fd);
 }
 
 void NbdServer::AddExport(const std::string& name, BlockDevice* dev, bool read_only) {
@@ -29,17 +30,40 @@ void NbdServer::SetDefaultExport(const std::string& name) {
 }
 
 Status NbdServer::ListenTcp(const HostPort& addr) {
+  Status s = BindTcp(addr);
+  return s.ok() ? StartAccepting() : s;
+}
+
+Status NbdServer::ListenUnix(const std::string& path) {
+  Status s = BindUnix(path);
+  return s.ok() ? StartAccepting() : s;
+}
+
+Status NbdServer::BindTcp(const HostPort& addr) {
   auto fd = flurry::ListenTcp(addr);
   if (!fd) return Status::Error(fd.err(), "nbd: listen on " + addr.ToString() + ": " + errstr(fd.err()));
   auto port = BoundPort(*fd);
   tcp_port_ = port ? *port : addr.port;
-  return StartListener(*fd);
+  bound_.push_back(*fd);
+  return Status::Ok();
 }
 
-Status NbdServer::ListenUnix(const std::string& path) {
+Status NbdServer::BindUnix(const std::string& path) {
   auto fd = flurry::ListenUnix(path);
   if (!fd) return Status::Error(fd.err(), "nbd: listen on " + path + ": " + errstr(fd.err()));
-  return StartListener(*fd);
+  bound_.push_back(*fd);
+  return Status::Ok();
+}
+
+Status NbdServer::StartAccepting() {
+  auto fds = std::move(bound_);
+  bound_.clear();
+  Status first = Status::Ok();
+  for (int fd : fds) {
+    Status s = StartListener(fd);
+    if (!s.ok() && first.ok()) first = s;
+  }
+  return first;
 }
 
 Status NbdServer::StartListener(int fd) {

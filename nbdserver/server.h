@@ -72,6 +72,14 @@ class NbdServer {
   // Binds and starts accepting. Port 0 picks a free port: see tcp_port().
   Status ListenTcp(const HostPort& addr);
   Status ListenUnix(const std::string& path);
+  // The same in two steps: Bind* creates the listening socket (any thread;
+  // connections then wait in the kernel's backlog) and StartAccepting
+  // (loop thread) serves every bound socket. flurry-disk binds before
+  // recovering its volumes, so that a second instance on the same address
+  // fails before it touches them, and accepts only once they are open.
+  Status BindTcp(const HostPort& addr);
+  Status BindUnix(const std::string& path);
+  Status StartAccepting();
   // Port of the most recent TCP listener (0 if none).
   uint16_t tcp_port() const { return tcp_port_; }
 
@@ -96,6 +104,7 @@ class NbdServer {
   NbdServerOptions opts_;
   nbd::ExportTable exports_;
   std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<int> bound_;  // bound, not yet accepting
   std::unordered_map<nbd::Connection*, std::shared_ptr<nbd::Connection>> conns_;
   uint16_t tcp_port_ = 0;
   bool shutting_down_ = false;

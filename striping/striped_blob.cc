@@ -61,16 +61,20 @@ StripedBlob::~StripedBlob() {
 }
 
 void StripedBlob::SweepTick() {
-  intent_->Sweep(Loop::NowNs());
+  uint64_t now = Loop::NowNs();
+  intent_->Sweep(now);
+  RepairNext(now);
   uint64_t period_ms = std::clamp<uint64_t>(opts_.dirty_linger_ms / 4, 10, 1000);
   sweep_timer_ = opts_.loop->AddTimer(period_ms * 1000000, [this] { SweepTick(); });
 }
 
 void StripedBlob::PersistIntent(uint64_t chunk, const uint8_t* data, Done done) {
   uint64_t byte = chunk * WriteIntent::kChunk;
+  // Our own copy: the request may outlive this blob (and WriteIntent's image).
+  auto copy = std::make_shared<std::vector<uint8_t>>(data, data + WriteIntent::kChunk);
   fds_->Write(blob_, kIntentTractBase + byte / blob_.tract_size,
-              static_cast<uint32_t>(byte % blob_.tract_size), WriteIntent::kChunk, data, 0,
-              [alive = alive_, done = std::move(done)](int r) {
+              static_cast<uint32_t>(byte % blob_.tract_size), WriteIntent::kChunk, copy->data(), 0,
+              [alive = alive_, copy, done = std::move(done)](int r) {
                 if (*alive) done(r);
               });
 }
@@ -79,26 +83,92 @@ void StripedBlob::WithIntent(uint64_t off, uint64_t len, std::function<void(Done
   if (!intent_) return op(std::move(done));
   auto tracts = std::make_shared<std::vector<uint64_t>>();
   int r = map_.ForEachPiece(off, len, [&](const StripePiece& p) {
-    if (std::find(tracts->begin(), tracts->end(), p.tract) == tracts->end()) tracts->push_back(p.tract);
+    if (tracts->empty() || tracts->back() != p.tract) tracts->push_back(p.tract);
   });
   if (r < 0) return done(r);
+  if (tracts->size() > 1) {
+    std::sort(tracts->begin(), tracts->end());
+    tracts->erase(std::unique(tracts->begin(), tracts->end()), tracts->end());
+  }
+  if (!tracts->empty() && tracts->back() >= intent_->ntracts()) return done(-EINVAL);
+  // A tract being repaired takes no new writes until its replicas agree.
+  for (uint64_t t : *tracts) {
+    auto g = gated_.find(t);
+    if (g == gated_.end()) continue;
+    g->second.push_back([this, off, len, op = std::move(op), done = std::move(done)]() mutable {
+      WithIntent(off, len, std::move(op), std::move(done));
+    });
+    return;
+  }
   intent_->Acquire(tracts->data(), tracts->size(),
                    [this, alive = alive_, tracts, op = std::move(op), done = std::move(done)](int res) mutable {
-                     auto release = [this, alive, tracts, done = std::move(done)](int res2) {
-                       if (*alive) intent_->Release(tracts->data(), tracts->size(), Loop::NowNs());
+                     // issued: the IO went out, so a failure may have reached
+                     // some replicas only.
+                     auto release = [this, alive, tracts, done = std::move(done)](int res2, bool issued) {
+                       if (*alive) {
+                         if (res2 < 0 && issued)
+                           for (uint64_t t : *tracts) MarkSuspect(t, res2);
+                         intent_->Release(tracts->data(), tracts->size(), Loop::NowNs());
+                         if (repair_.active && !repair_.started && intent_->inflight(repair_.tract) == 0)
+                           StartRepair();
+                       }
                        done(res2);
                      };
-                     if (res < 0) return release(res);
-                     op(std::move(release));
+                     if (res < 0) return release(res, false);
+                     op([release = std::move(release)](int r2) mutable { release(r2, true); });
                    });
+}
+
+void StripedBlob::MarkSuspect(uint64_t t, int err) {
+  if (suspects_.insert(t).second)
+    FLOG_WARN("blob %016llx%016llx tract %llu: a write failed (%s); its replicas may differ until it is resynced",
+              (unsigned long long)blob_.hi, (unsigned long long)blob_.lo, (unsigned long long)t, errstr(err).c_str());
+  intent_->Suspect(t);
+}
+
+// Background repair of one suspect tract at a time: hold new writes to it,
+// let those in flight finish, compare and copy, release the writes.
+void StripedBlob::RepairNext(uint64_t now) {
+  if (repair_.active || suspects_.empty() || now < repair_.not_before_ns) return;
+  auto it = suspects_.upper_bound(repair_.tract);
+  if (it == suspects_.end()) it = suspects_.begin();
+  repair_.active = true;
+  repair_.started = false;
+  repair_.tract = *it;
+  gated_[repair_.tract];
+  if (intent_->inflight(repair_.tract) == 0) StartRepair();
+}
+
+void StripedBlob::StartRepair() {
+  repair_.started = true;
+  uint64_t t = repair_.tract;
+  ResyncTract(t, [this, alive = alive_, t](int r) {
+    if (!*alive) return;
+    if (r == 0) {
+      suspects_.erase(t);
+      intent_->Resolved(t);
+      rstats_.repaired++;
+      FLOG_INFO("blob %016llx%016llx tract %llu: replicas resynced", (unsigned long long)blob_.hi,
+                (unsigned long long)blob_.lo, (unsigned long long)t);
+      repair_.not_before_ns = 0;
+    } else {
+      rstats_.repair_failures++;
+      repair_.not_before_ns = Loop::NowNs() + 1000000000ull;  // try again (this or the next) in 1 s
+    }
+    repair_.active = repair_.started = false;
+    auto waiting = std::move(gated_[t]);
+    gated_.erase(t);
+    for (auto& w : waiting) w();
+  }, /*deadline_ms=*/10000);
 }
 
 struct StripedBlob::RecoverState {
   std::vector<uint8_t> image;
-  std::vector<uint64_t> marked;
+  std::vector<uint64_t> marked, unresolved;
   size_t next = 0, running = 0;
   int err = 0;
   uint64_t t0 = 0;
+  uint32_t deadline_ms = 10000;  // per comparison; 1 (one attempt) after a failure
   Done done;
 };
 
@@ -110,7 +180,8 @@ void StripedBlob::Recover(Done done) {
   st->image.assign(intent_->nchunks() * WriteIntent::kChunk, 0);
   // 1. The bitmap, from any one replica: a bit was set on every replica
   //    before its tract was written, and cleared only after the tract's
-  //    writes were durable everywhere, so any replica tells the truth.
+  //    writes were durable everywhere (a failed write keeps it), so any
+  //    replica tells the truth.
   auto j = std::make_shared<Join>();
   j->done = [this, alive = alive_, st](int r) {
     if (!*alive) return;
@@ -122,53 +193,83 @@ void StripedBlob::Recover(Done done) {
       rstats_.seconds = (Loop::NowNs() - st->t0) / 1e9;
       return st->done(0);
     }
+    if (!st->marked.empty())
+      FLOG_INFO("blob %016llx%016llx: comparing the replicas of %zu tracts marked in the write-intent bitmap",
+                (unsigned long long)blob_.hi, (unsigned long long)blob_.lo, st->marked.size());
     RecoverPump(st);
   };
+  // Pieces of up to 1 MiB inside one tract.
   uint64_t bytes = st->image.size();
-  for (uint64_t b = 0; b < bytes; b += WriteIntent::kChunk) {
+  for (uint64_t b = 0; b < bytes;) {
+    uint64_t n = std::min<uint64_t>({bytes - b, 1u << 20, blob_.tract_size - b % blob_.tract_size});
     j->pending++;
     fds_->Read(blob_, kIntentTractBase + b / blob_.tract_size, static_cast<uint32_t>(b % blob_.tract_size),
-               WriteIntent::kChunk, st->image.data() + b, [j](int r, std::vector<uint8_t>) { j->Arrive(r); });
+               static_cast<uint32_t>(n), st->image.data() + b, [j](int r, std::vector<uint8_t>) { j->Arrive(r); });
+    b += n;
   }
   j->Arrive(0);
 }
 
 // 2. Resync the marked tracts, a few at a time; 3. then let the bits go.
+// A tract that cannot be compared now (a replica unreachable) stays marked
+// and becomes a suspect, repaired in the background: the volume opens.
 void StripedBlob::RecoverPump(std::shared_ptr<RecoverState> st) {
-  while (st->err == 0 && st->running < 8 && st->next < st->marked.size()) {
+  while (st->running < 8 && st->next < st->marked.size()) {
     uint64_t t = st->marked[st->next++];
     st->running++;
-    ResyncTract(t, [this, alive = alive_, st](int r) {
+    ResyncTract(t, [this, alive = alive_, st, t](int r) {
       if (!*alive) return;
       st->running--;
-      if (r < 0 && st->err == 0) st->err = r;
+      if (r < 0) {
+        st->unresolved.push_back(t);
+        st->deadline_ms = 1;
+      }
       RecoverPump(st);
-    });
+    }, st->deadline_ms);
   }
-  if (st->running > 0 || (st->err == 0 && st->next < st->marked.size())) return;
+  if (st->running > 0 || st->next < st->marked.size()) return;
   if (!st->done) return;  // already finished
   rstats_.seconds = (Loop::NowNs() - st->t0) / 1e9;
-  if (st->err == 0) intent_->Load(std::move(st->image));
+  rstats_.unresolved = st->unresolved.size();
+  for (uint64_t t : st->unresolved) {
+    suspects_.insert(t);
+    intent_->Suspect(t);  // before Load: its bit is never cleared meanwhile
+  }
+  if (!st->unresolved.empty())
+    FLOG_WARN("blob %016llx%016llx: %zu marked tracts could not be compared (a replica is unreachable); "
+              "they stay marked and are resynced in the background",
+              (unsigned long long)blob_.hi, (unsigned long long)blob_.lo, st->unresolved.size());
+  intent_->Load(std::move(st->image));
   Done fin = std::move(st->done);
   st->done = nullptr;
-  fin(st->err);
+  fin(0);
 }
 
 std::string StripedBlob::recover_report() const {
   if (!intent_) return "";
-  char b[200];
-  snprintf(b, sizeof b, "%s%llu tracts marked in the write-intent bitmap, %llu with replicas that differed, "
-           "%llu chunks copied, %.3f s",
-           opts_.read_only ? "read-only, not resynced: " : "", (unsigned long long)rstats_.marked,
-           (unsigned long long)rstats_.differing, (unsigned long long)rstats_.chunks_copied, rstats_.seconds);
+  char b[300];
+  if (opts_.read_only) {
+    snprintf(b, sizeof b, "read-only: %llu tracts marked in the write-intent bitmap, not compared",
+             (unsigned long long)rstats_.marked);
+    return b;
+  }
+  snprintf(b, sizeof b,
+           "%llu tracts marked in the write-intent bitmap, %llu with replicas that differed, %llu chunks copied, "
+           "%llu not comparable yet (resynced in the background), %.3f s",
+           (unsigned long long)rstats_.marked, (unsigned long long)rstats_.differing,
+           (unsigned long long)rstats_.chunks_copied, (unsigned long long)rstats_.unresolved, rstats_.seconds);
   return b;
 }
 
-void StripedBlob::ResyncTract(uint64_t tract, Done done) {
+void StripedBlob::ResyncTract(uint64_t tract, Done done, uint32_t deadline_ms) {
   fds_->ChunkSums(blob_, tract, [this, alive = alive_, tract, done = std::move(done)](
                                     int r, std::vector<FdsClient::ReplicaSums> reps) mutable {
     if (!*alive) return;
-    if (r < 0) return done(r);
+    if (r < 0) {
+      FLOG_WARN("blob %016llx%016llx tract %llu: cannot compare replicas: %s", (unsigned long long)blob_.hi,
+                (unsigned long long)blob_.lo, (unsigned long long)tract, errstr(r).c_str());
+      return done(r);
+    }
     uint32_t n = blob_.tract_size / static_cast<uint32_t>(kC);
     auto differs = [&](uint32_t c) {
       for (size_t k = 1; k < reps.size(); ++k) {
@@ -178,26 +279,30 @@ void StripedBlob::ResyncTract(uint64_t tract, Done done) {
       return false;
     };
     auto j = std::make_shared<Join>();
-    j->done = std::move(done);
-    bool any = false;
+    uint64_t planned = 0;
     const uint32_t max_run = tractproto::kMaxIo / static_cast<uint32_t>(kC);
     for (uint32_t c = 0; c < n;) {
       if (!differs(c)) { ++c; continue; }
       uint32_t e = c;
       while (e < n && e - c < max_run && differs(e)) ++e;
-      any = true;
-      rstats_.chunks_copied += e - c;
+      planned += e - c;
       j->pending++;
       CopyRun(tract, c, e, [j](int r2) { j->Arrive(r2); });
       c = e;
     }
-    if (any) {
-      rstats_.differing++;
-      FLOG_INFO("blob %016llx%016llx tract %llu: replicas differed; resyncing from one readable replica",
-                (unsigned long long)blob_.hi, (unsigned long long)blob_.lo, (unsigned long long)tract);
-    }
+    if (planned > 0)
+      FLOG_INFO("blob %016llx%016llx tract %llu: replicas differed in %llu chunks; copying them from one "
+                "readable replica to all", (unsigned long long)blob_.hi, (unsigned long long)blob_.lo,
+                (unsigned long long)tract, (unsigned long long)planned);
+    j->done = [this, alive, planned, done = std::move(done)](int r2) {
+      if (*alive && r2 == 0 && planned > 0) {
+        rstats_.differing++;
+        rstats_.chunks_copied += planned;
+      }
+      done(r2);
+    };
     j->Arrive(0);
-  });
+  }, deadline_ms);
 }
 
 void StripedBlob::CopyRun(uint64_t tract, uint32_t c0, uint32_t c1, Done done) {

@@ -25,7 +25,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/loop.h"
@@ -46,7 +48,8 @@ class StripedBlob : public BlobIo {
     bool read_only = false;          // Recover() reports but does not resync
   };
   struct RecoverStats {
-    uint64_t marked = 0, differing = 0, chunks_copied = 0;
+    uint64_t marked = 0, differing = 0, chunks_copied = 0, unresolved = 0;
+    uint64_t repaired = 0, repair_failures = 0;  // background repairs of suspect tracts
     double seconds = 0;
   };
 
@@ -60,9 +63,14 @@ class StripedBlob : public BlobIo {
   std::string recover_report() const override;
   const RecoverStats& recover_stats() const { return rstats_; }
   const WriteIntent* intent() const { return intent_.get(); }
-  // Resyncs one tract now (tests and Recover): replicas that differ get the
-  // chunks of one readable replica. differing/chunks are added to the stats.
-  void ResyncTract(uint64_t tract, Done done);
+  // Resyncs one tract now (Recover, repairs, tests): replicas that differ
+  // get the chunks of one readable replica; differing/chunks_copied count
+  // it. The caller makes sure no write to the tract is in flight.
+  void ResyncTract(uint64_t tract, Done done, uint32_t deadline_ms = 0);
+  // Tracts whose replicas may differ while we run (a write to them failed,
+  // or Recover could not compare them): kept marked, and resynced in the
+  // background (new writes to the tract wait meanwhile) until it works.
+  size_t suspects() const { return suspects_.size(); }
 
   uint64_t size() const override { return map_.volume_size(); }
   void Read(uint64_t off, uint64_t len, uint8_t* buf, Done done) override;
@@ -83,6 +91,9 @@ class StripedBlob : public BlobIo {
   void PersistIntent(uint64_t chunk, const uint8_t* data, Done done);
   void CopyRun(uint64_t tract, uint32_t c0, uint32_t c1, Done done);
   void SweepTick();
+  void MarkSuspect(uint64_t t, int err);
+  void RepairNext(uint64_t now_ns);
+  void StartRepair();
   struct RecoverState;
   void RecoverPump(std::shared_ptr<RecoverState> st);
 
@@ -93,6 +104,13 @@ class StripedBlob : public BlobIo {
   std::unique_ptr<WriteIntent> intent_;
   Loop::TimerId sweep_timer_;
   RecoverStats rstats_;
+  std::set<uint64_t> suspects_;
+  // Tracts being repaired, with the writes waiting for them.
+  std::unordered_map<uint64_t, std::vector<std::function<void()>>> gated_;
+  struct {
+    bool active = false, started = false;
+    uint64_t tract = 0, not_before_ns = 0;
+  } repair_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

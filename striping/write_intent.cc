@@ -26,7 +26,7 @@ bool WriteIntent::ChunkDiffers(uint64_t c) const {
 
 bool WriteIntent::idle() const {
   for (uint64_t c = 0; c < chunks_.size(); ++c)
-    if (chunks_[c].writing || ChunkDiffers(c)) return false;
+    if (chunks_[c].writing || chunks_[c].force || ChunkDiffers(c)) return false;
   return true;
 }
 
@@ -66,7 +66,7 @@ void WriteIntent::Sweep(uint64_t now_ns) {
   std::vector<uint64_t> dirty;
   for (auto it = hot_.begin(); it != hot_.end();) {
     const Tract& h = it->second;
-    if (h.inflight == 0 && now_ns >= h.idle_since + linger_ns_) {
+    if (h.inflight == 0 && !h.suspect && now_ns >= h.idle_since + linger_ns_) {
       SetBit(want_, it->first, false);
       stats_.clears++;
       uint64_t c = it->first / kTractsPerChunk;
@@ -84,13 +84,33 @@ void WriteIntent::Load(std::vector<uint8_t> image) {
   durable_ = std::move(image);
   std::fill(want_.begin(), want_.end(), 0);
   for (auto& [t, h] : hot_) SetBit(want_, t, true);
-  for (uint64_t c = 0; c < chunks_.size(); ++c) Kick(c);
+  for (uint64_t c = 0; c < chunks_.size(); ++c) {
+    chunks_[c].force = true;
+    Kick(c);
+  }
+}
+
+void WriteIntent::Suspect(uint64_t t) {
+  if (t >= ntracts_) return;
+  hot_[t].suspect = true;
+  if (!Bit(want_, t)) {
+    SetBit(want_, t, true);
+    stats_.marks++;
+    Kick(t / kTractsPerChunk);
+  }
+}
+
+void WriteIntent::Resolved(uint64_t t) {
+  auto it = hot_.find(t);
+  if (it == hot_.end()) return;
+  it->second.suspect = false;  // cleared by Sweep once idle for the linger
 }
 
 void WriteIntent::Kick(uint64_t c) {
   Chunk& ch = chunks_[c];
-  if (ch.writing || !ChunkDiffers(c)) return;
+  if (ch.writing || (!ch.force && !ChunkDiffers(c))) return;
   ch.writing = true;
+  ch.force = false;
   ch.image.reset(new uint8_t[kChunk]);
   memcpy(ch.image.get(), want_.data() + c * kChunk, kChunk);
   persist_(c, ch.image.get(), [this, c](int res) { Persisted(c, res); });
@@ -109,6 +129,7 @@ void WriteIntent::Persisted(uint64_t c, int res) {
     // of them only if both the old and the attempted image had it.
     stats_.persist_failures++;
     for (uint32_t i = 0; i < kChunk; ++i) d[i] &= image[i];
+    ch.force = true;  // the replicas may disagree on this chunk: rewrite it whole next time
   }
   if (res == 0) Kick(c);
   WakeWaiters(c, res);

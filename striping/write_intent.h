@@ -22,8 +22,13 @@
 // - After a failed Persist the bits of that chunk are taken as durable only
 //   where both the old and the attempted image had them (conservative: a
 //   later write sets them again).
+// - Suspect(t): the tract's replicas may differ while the writer lives (a
+//   write or zero to it failed, or Recover could not compare it): its bit
+//   is never cleared until Resolved(t), after the owner resynced it.
 // - Load(image): the state found on the replicas at open, after the owner
-//   has resynced every tract marked in it; those bits are cleared lazily.
+//   has resynced every tract marked in it (or made it a suspect); the other
+//   bits are cleared lazily, and every chunk is rewritten once (the image
+//   came from one replica; the others may hold stale set bits).
 #pragma once
 
 #include <cstdint>
@@ -57,7 +62,17 @@ class WriteIntent {
   void Sweep(uint64_t now_ns);
   // image: nchunks() * kChunk bytes (shorter = zero-padded).
   void Load(std::vector<uint8_t> image);
-
+  void Suspect(uint64_t t);
+  void Resolved(uint64_t t);
+  bool suspect(uint64_t t) const {
+    auto it = hot_.find(t);
+    return it != hot_.end() && it->second.suspect;
+  }
+  // Writes to t between Acquire and Release.
+  uint32_t inflight(uint64_t t) const {
+    auto it = hot_.find(t);
+    return it == hot_.end() ? 0 : it->second.inflight;
+  }
   // Durable on every replica, and no clearing in flight.
   bool Ready(uint64_t t) const;
   bool Wanted(uint64_t t) const { return Bit(want_, t); }
@@ -70,9 +85,11 @@ class WriteIntent {
   struct Tract {
     uint32_t inflight = 0;
     uint64_t idle_since = 0;
+    bool suspect = false;
   };
   struct Chunk {
     bool writing = false;
+    bool force = false;  // write even if want == durable (after Load)
     std::unique_ptr<uint8_t[]> image;  // what the write in flight writes
   };
   struct Waiter {

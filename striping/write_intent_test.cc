@@ -164,6 +164,42 @@ TEST(WriteIntent, LoadClearsRecoveredBitsLazilyAndKeepsHotOnes) {
   EXPECT_TRUE(wi.idle());
 }
 
+TEST(WriteIntent, SuspectTractIsNeverClearedUntilResolved) {
+  FakeStore st;
+  st.sync = true;
+  WriteIntent wi(64, kLinger, st.fn());
+  uint64_t t = 6;
+  wi.Acquire(&t, 1, [](int) {});
+  wi.Suspect(6);  // the write failed on some replica
+  wi.Release(&t, 1, 0);
+  wi.Sweep(100 * kLinger);
+  EXPECT_TRUE(st.DurableBit(6)) << "a suspect tract's bit was cleared";
+  EXPECT_TRUE(wi.suspect(6));
+  wi.Resolved(6);  // resynced
+  wi.Sweep(200 * kLinger);
+  EXPECT_FALSE(st.DurableBit(6));
+  // Suspect on a cold tract sets its bit.
+  wi.Suspect(7);
+  EXPECT_TRUE(st.DurableBit(7));
+}
+
+TEST(WriteIntent, LoadRewritesEveryChunkOnceAndKeepsSuspects) {
+  FakeStore st;
+  WriteIntent wi(100000, kLinger, st.fn());  // 4 chunks
+  std::vector<uint8_t> image(wi.nchunks() * WriteIntent::kChunk, 0);
+  image[1] = 0x01;  // tract 8 marked at the crash, could not be compared
+  wi.Suspect(8);
+  st.CompleteAll();
+  wi.Load(image);
+  // Every chunk is written once (other replicas may hold stale set bits),
+  // and the suspect's bit stays.
+  EXPECT_EQ(st.q.size(), wi.nchunks());
+  st.CompleteAll();
+  EXPECT_TRUE(st.DurableBit(8));
+  EXPECT_TRUE(wi.idle());
+  EXPECT_TRUE(wi.Ready(8));
+}
+
 TEST(WriteIntent, OutOfRangeTractIsRefused) {
   FakeStore st;
   WriteIntent wi(10, kLinger, st.fn());

@@ -95,8 +95,9 @@ TEST_F(ResyncTest, RecoverMakesTheReplicasOfMarkedTractsAgree) {
     if (!blob->intent()->Wanted(t)) { t1 = t; break; }
   ASSERT_NE(t1, t0);
 
-  const auto& row0 = c->tlt().rows[c->tlt().RowOf(v.blob_hi, v.blob_lo, t0)];
-  const auto& row1 = c->tlt().rows[c->tlt().RowOf(v.blob_hi, v.blob_lo, t1)];
+  // Copies: a TLT refresh replaces c->tlt().
+  const auto row0 = c->tlt().rows[c->tlt().RowOf(v.blob_hi, v.blob_lo, t0)];
+  const auto row1 = c->tlt().rows[c->tlt().RowOf(v.blob_hi, v.blob_lo, t1)];
   ASSERT_GE(row0.size(), 2u);
   const std::string r0 = row0[0].addr, r1 = row0[1].addr;
 
@@ -155,6 +156,39 @@ TEST_F(ResyncTest, RecoverMakesTheReplicasOfMarkedTractsAgree) {
   auto blob3 = NewBlob(c, v);
   ASSERT_EQ(Run([&](BlobIo::Done d) { blob3->Recover(d); }), 0);
   EXPECT_EQ(blob3->recover_stats().marked, 0u) << blob3->recover_report();
+}
+
+// A write that fails after reaching one replica (the other server is dead
+// past the client's deadline) leaves the tract suspect: its bit is kept, and
+// once the server is back the blob resyncs it in the background.
+TEST_F(ResyncTest, FailedWriteIsRepairedInTheBackground) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(2, /*heartbeat_timeout_ms=*/60000));
+  VolumeInfo v = CreateVolume("rp", 4u << 20, kTract, 2);
+  FdsClient* c = Client(/*op_deadline_ms=*/1500, /*request_timeout_ms=*/500);
+  ASSERT_NE(c, nullptr);
+  auto blob = NewBlob(c, v);
+  std::vector<uint8_t> a(64u << 10, 0xA1), b(64u << 10, 0xB2);
+  ASSERT_EQ(Run([&](BlobIo::Done d) { blob->Write(0, a.size(), a.data(), d); }), 0);  // marks the tract
+  auto pieces = blob->map().Map(0, 1);
+  ASSERT_TRUE(pieces.ok());
+  const uint64_t t0 = (*pieces)[0].tract;
+
+  ASSERT_TRUE(cluster_->KillServer(1).ok());
+  int r = Run([&](BlobIo::Done d) { blob->Write(0, b.size(), b.data(), d); });
+  EXPECT_LT(r, 0) << "the write should fail with a replica dead past the deadline";
+  EXPECT_EQ(blob->suspects(), 1u);
+  EXPECT_TRUE(blob->intent()->suspect(t0));
+  ASSERT_TRUE(cluster_->RestartServer(1).ok());
+  ASSERT_TRUE(RunUntil(loop_.get(), [&] { return blob->suspects() == 0; }, 30000))
+      << "the suspect tract was not repaired";
+  EXPECT_GE(blob->recover_stats().repaired, 1u);
+  EXPECT_GE(blob->recover_stats().differing, 1u) << "the replicas should have differed";
+  auto s = Sums(c, v, t0);
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0].sums, s[1].sums);
+  // Writes to the tract work again, and it can be cleared.
+  ASSERT_EQ(Run([&](BlobIo::Done d) { blob->Write(0, b.size(), b.data(), d); }), 0);
+  EXPECT_FALSE(blob->intent()->suspect(t0));
 }
 
 TEST_F(ResyncTest, SingleReplicaBlobsKeepNoBitmap) {

@@ -17,6 +17,9 @@
 #    0 killed: both images must be identical, and each 4 KiB of the range
 #    all 0xaa or all 0xbb (write-through: an unacknowledged write may be
 #    there or not, nothing else).
+# 4. The same with cold tracts (marks cleared by a short linger): the new
+#    write's mark cannot be persisted while server 0 is stopped, so the data
+#    must reach neither replica.
 #   usage: resync.sh FLURRY_META FLURRY_TRACTSERVER FLURRY_DISK
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -31,17 +34,25 @@ M=$((1 << 20))
 ts_port() { cat "$T/ts$1.port"; }
 P0=$(ts_port 0) P1=$(ts_port 1)
 
-ts_restart() {  # $1 = server index; same directory, same port
+ts_restart() {  # $1 = server index; same directory, same port if still free
   local i=$1 port
   port=$(ts_port "$i")
   fl_spawn "ts$i.restart.$RANDOM" "$FL_TS_BIN" --dir "$T/ts$i" --meta "127.0.0.1:$META_PORT" \
     --listen "127.0.0.1:$port"
   FL_TS_PIDS[i]=$FL_LAST_PID
   for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && fl_alive "${FL_TS_PIDS[i]}" && return 0
+    fl_alive "${FL_TS_PIDS[i]}" || break
     sleep 0.1
   done
-  fl_fail "tract server $i did not come back on port $port"
+  # The port was taken meanwhile: a new one (the server re-registers with
+  # meta under its own id, which updates its address in the TLT).
+  rm -f "$T/ts$i.port"
+  fl_spawn "ts$i.restart.$RANDOM" "$FL_TS_BIN" --dir "$T/ts$i" --meta "127.0.0.1:$META_PORT" \
+    --listen 127.0.0.1:0 --port-file "$T/ts$i.port"
+  FL_TS_PIDS[i]=$FL_LAST_PID
+  fl_wait_file "$T/ts$i.port" 10 "${FL_TS_PIDS[i]}" || fl_fail "tract server $i did not come back"
+  sleep 1  # registration
 }
 
 fl_step "write 0xaa over [0, 4M) on both replicas"
@@ -109,5 +120,40 @@ for off in range(0, 4 << 20, 4096):
     else: sys.exit(f"chunk at {off} is neither")
 if any(data[4 << 20:]): sys.exit("bytes past the written range are not zero")
 print(f"chunks of the range: {n['aa']} old (0xaa), {n['bb']} new (0xbb)")
+PY
+
+# 4. Cold tracts: a mark must be durable on every replica before the data
+#    goes out. With a 100 ms linger the tracts of [8M, 12M) are unmarked
+#    again after 0xcc is written; with server 0 stopped, 0xdd's mark cannot
+#    be persisted, so 0xdd must reach no replica at all.
+fl_step "cold tracts: write 0xcc over [8M, 12M), wait past the linger, SIGSTOP server 0, write 0xdd, crash"
+fl_disk_stop
+fl_disk_start --volume v --dirty-linger-ms 100
+qemu-io -f raw -c "write -P 0xcc $((8 * M)) $((4 * M))" "$NBD/v" >"$T/logs/qemu-c.log" 2>&1 || fl_fail "qemu-io write C"
+sleep 1
+kill -STOP "${FL_TS_PIDS[0]}"
+qemu-io -f raw -c "write -P 0xdd $((8 * M)) $((4 * M))" "$NBD/v" >"$T/logs/qemu-d.log" 2>&1 &
+QD=$!
+sleep 1.5
+kill -KILL "$DISK_PID"
+wait "$DISK_PID" 2>/dev/null || true
+DISK_PID=
+fl_kill9_ts 0
+wait "$QD" 2>/dev/null || true
+ts_restart 0
+fl_disk_start --volume v
+fl_kill9_ts 1
+read_image "$T/cold0.img"
+ts_restart 1
+fl_kill9_ts 0
+read_image "$T/cold1.img"
+ts_restart 0
+cmp "$T/cold0.img" "$T/cold1.img" || fl_fail "cold tracts: the replicas hold different data (data went out before its mark)"
+python3 - "$T/cold0.img" <<'PY' || fl_fail "cold tracts: 0xdd reached a replica although its mark could not be persisted"
+import sys
+data = open(sys.argv[1], "rb").read()
+r = data[8 << 20:12 << 20]
+if r != bytes([0xCC]) * len(r): sys.exit("the range is not all 0xcc")
+print("cold range: all 0xcc on both replicas")
 PY
 fl_pass
