@@ -52,7 +52,9 @@ enum Op : uint16_t {
   kOpListTracts = 9,  // reply payload = array of TractEntry (see below) for blob, or all blobs if blob==0
   kOpChunkSums = 10,  // reply payload = alloc bitmap of the whole tract (aux_len bytes), then one
                       // XXH3-64 per chunk (8 bytes each, 0 for an unallocated chunk)
-  kOpMax = 10,
+  kOpFence = 11,      // blob id only: connections accepted before this one may no longer
+                      // write, trim or zero the blob (-EPERM); see docs/PROTOCOL.md
+  kOpMax = 11,
 };
 
 enum RequestFlags : uint32_t {

@@ -44,7 +44,9 @@ struct FdsClient::Op {
 
 namespace {
 bool Retryable(int err) {
-  return err != -EINVAL && err != -EOPNOTSUPP && err != -EROFS && err != -ENOSPC && err != -ESHUTDOWN;
+  // -EPERM: fenced, another writer took the blob over.
+  return err != -EINVAL && err != -EOPNOTSUPP && err != -EROFS && err != -ENOSPC && err != -ESHUTDOWN &&
+         err != -EPERM;
 }
 }  // namespace
 
@@ -148,7 +150,7 @@ void FdsClient::Issue(Op* op) {
   const auto& row = tlt_.rows[tlt_.RowOf(op->blob.hi, op->blob.lo, op->tract)];
   op->targets.clear();
   op->first_err = 0;
-  if (op->opcode == kOpDeleteBlob) {
+  if (op->opcode == kOpDeleteBlob || op->opcode == kOpFence) {
     std::vector<std::string> all;
     for (const auto& r : tlt_.rows)
       for (const auto& e : r)
@@ -423,6 +425,15 @@ void FdsClient::ChunkSums(const BlobRef& b, uint64_t tract, SumsDone done, uint3
   op->blob = b;
   op->tract = tract;
   op->sdone = std::move(done);
+  Start(op);
+}
+
+void FdsClient::Fence(const BlobRef& b, Done done, uint32_t deadline_ms) {
+  Op* op = new Op();
+  op->opcode = kOpFence;
+  op->blob = b;
+  op->deadline_ms = deadline_ms;
+  op->done = std::move(done);
   Start(op);
 }
 

@@ -92,6 +92,11 @@ class FdsClient {
   // deadline_ms: give up after this long instead of op_deadline_ms (0 =
   // the default; 1 = one attempt, no retry).
   void ChunkSums(const BlobRef& b, uint64_t tract, SumsDone done, uint32_t deadline_ms = 0);
+  // Fences the blob on every server of the TLT: connections other than
+  // ours that were open before may no longer write, trim or zero it
+  // (-EPERM, not retried). A new writer calls it before recovering, so that
+  // requests a dead writer left queued at a server never land afterwards.
+  void Fence(const BlobRef& b, Done done, uint32_t deadline_ms = 0);
   // Deletes the blob's tracts on every server of the TLT.
   void DeleteBlob(const BlobRef& b, Done done);
 

@@ -173,6 +173,21 @@ struct StripedBlob::RecoverState {
 };
 
 void StripedBlob::Recover(Done done) {
+  if (opts_.read_only) return RecoverIntent(std::move(done));
+  // 0. Fence the blob: requests a dead writer left queued at a server must
+  //    not land after the resync (or over our newer writes). Best effort:
+  //    a server that is down has no such requests.
+  fds_->Fence(blob_, [this, alive = alive_, done = std::move(done)](int r) mutable {
+    if (!*alive) return;
+    rstats_.fence_error = r;
+    if (r < 0)
+      FLOG_WARN("blob %016llx%016llx: fencing earlier writers failed on some tract server (%s); "
+                "continuing", (unsigned long long)blob_.hi, (unsigned long long)blob_.lo, errstr(r).c_str());
+    RecoverIntent(std::move(done));
+  }, /*deadline_ms=*/3000);
+}
+
+void StripedBlob::RecoverIntent(Done done) {
   if (!intent_) return done(0);
   auto st = std::make_shared<RecoverState>();
   st->t0 = Loop::NowNs();

@@ -50,6 +50,7 @@ class StripedBlob : public BlobIo {
   struct RecoverStats {
     uint64_t marked = 0, differing = 0, chunks_copied = 0, unresolved = 0;
     uint64_t repaired = 0, repair_failures = 0;  // background repairs of suspect tracts
+    int fence_error = 0;                         // FdsClient::Fence's result at Recover
     double seconds = 0;
   };
 
@@ -57,8 +58,10 @@ class StripedBlob : public BlobIo {
   StripedBlob(FdsClient* fds, BlobRef blob, StripeMap map, Options opts);
   ~StripedBlob() override;
 
-  // Resyncs the tracts marked in the intent bitmap (see above). Call once,
-  // before any IO; done(0) when every marked tract's replicas agree.
+  // Call once, before any IO: fences the blob against earlier writers
+  // (FdsClient::Fence; not for read-only), then resyncs the tracts marked
+  // in the intent bitmap (see above); done(0) when every marked tract's
+  // replicas agree or, if they cannot be compared now, is a suspect.
   void Recover(Done done) override;
   std::string recover_report() const override;
   const RecoverStats& recover_stats() const { return rstats_; }
@@ -95,6 +98,7 @@ class StripedBlob : public BlobIo {
   void RepairNext(uint64_t now_ns);
   void StartRepair();
   struct RecoverState;
+  void RecoverIntent(Done done);
   void RecoverPump(std::shared_ptr<RecoverState> st);
 
   FdsClient* fds_;

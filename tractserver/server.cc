@@ -31,7 +31,9 @@ constexpr size_t kMaxIovPerSend = 64;
 // One client connection. Deletes itself when closed and idle.
 class TractServer::Conn {
  public:
-  Conn(TractServer* srv, int fd) : srv_(srv), loop_(srv->loop_), fd_(fd), rbuf_(kRecvBuf) {}
+  Conn(TractServer* srv, int fd)
+      : srv_(srv), loop_(srv->loop_), fd_(fd), seq_(++srv->accept_seq_), rbuf_(kRecvBuf) {}
+  uint64_t seq() const { return seq_; }
 
   void Start() { PostRecv(); }
 
@@ -169,6 +171,12 @@ class TractServer::Conn {
     TractStore* st = srv_->store_;
     TractKey key{h.blob_hi, h.blob_lo, h.tract};
     uint64_t id = h.id;
+    bool mutation = (h.op == kOpWrite && !(h.flags & kFlagFill)) || h.op == kOpTrim || h.op == kOpZero;
+    if (mutation && !srv_->fences_.empty() && srv_->Fenced(h.blob_hi, h.blob_lo, seq_)) {
+      srv_->counters_.fenced_rejects++;
+      Reply(id, -EPERM);
+      return OpDone();
+    }
     switch (h.op) {
       case kOpWrite:
         st->Write(key, h.tract_size, h.offset, h.length, std::move(payload), h.flags,
@@ -206,6 +214,9 @@ class TractServer::Conn {
           OpDone();
         });
         return;
+      case kOpFence:
+        Reply(id, srv_->AddFence(h.blob_hi, h.blob_lo, seq_));
+        return OpDone();
       case kOpDeleteBlob:
         st->DeleteBlob(h.blob_hi, h.blob_lo, [this, id](int r) { Reply(id, r); OpDone(); });
         return;
@@ -325,6 +336,7 @@ class TractServer::Conn {
   TractServer* srv_;
   Loop* loop_;
   int fd_;
+  uint64_t seq_;  // accept order (fences)
   bool closing_ = false, recv_in_flight_ = false, send_in_flight_ = false, paused_ = false;
   bool flush_posted_ = false;
   uint32_t ops_ = 0;
@@ -402,6 +414,28 @@ void TractServer::Shutdown() {
   for (Conn* c : all) c->Close();
 }
 
+int TractServer::AddFence(uint64_t hi, uint64_t lo, uint64_t owner_seq) {
+  // Drop fences that no live connection predates: they can reject nothing.
+  uint64_t oldest = UINT64_MAX;
+  for (Conn* c : conns_) oldest = std::min(oldest, c->seq());
+  for (auto it = fences_.begin(); it != fences_.end();) {
+    if (it->second.before_seq < oldest) it = fences_.erase(it);
+    else ++it;
+  }
+  auto key = std::make_pair(hi, lo);
+  if (fences_.size() >= kMaxFences && !fences_.count(key)) return -ENOSPC;
+  fences_[key] = Fence{accept_seq_, owner_seq};
+  FLOG_INFO("blob %016llx%016llx fenced: connections accepted before #%llu (but #%llu) may no longer write it",
+            (unsigned long long)hi, (unsigned long long)lo, (unsigned long long)accept_seq_,
+            (unsigned long long)owner_seq);
+  return 0;
+}
+
+bool TractServer::Fenced(uint64_t hi, uint64_t lo, uint64_t conn_seq) const {
+  auto it = fences_.find(std::make_pair(hi, lo));
+  return it != fences_.end() && conn_seq <= it->second.before_seq && conn_seq != it->second.owner_seq;
+}
+
 std::string TractServer::StatsText() const {
   const auto& s = store_->stats();
   std::string t;
@@ -412,6 +446,7 @@ std::string TractServer::StatsText() const {
   kv("error_replies", counters_.error_replies);
   kv("protocol_errors", counters_.protocol_errors);
   kv("stale_rejects", counters_.stale_rejects);
+  kv("fenced_rejects", counters_.fenced_rejects);
   kv("writes", s.writes);
   kv("reads", s.reads);
   kv("trims", s.trims);

@@ -14,13 +14,21 @@
 //   Bad parameters get an error reply and the connection stays up.
 // - Requests whose tlt_version is non-zero and older than the server's get
 //   -ESTALE without being executed.
+// - FENCE(blob) from connection X: every connection accepted before the
+//   fence, other than X, gets -EPERM for a later WRITE (not FILL), TRIM or
+//   ZERO of the blob, checked when the request is executed — so a write the
+//   server had received from a dead (or superseded) writer but not started
+//   never lands after the new writer's recovery. At most kMaxFences blobs
+//   are fenced at once (entries no live connection predates are dropped).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include "common/loop.h"
 #include "common/result.h"
@@ -38,7 +46,7 @@ class TractServer {
   };
   struct Counters {
     uint64_t connections = 0, rejected_connections = 0, protocol_errors = 0;
-    uint64_t requests = 0, error_replies = 0, stale_rejects = 0;
+    uint64_t requests = 0, error_replies = 0, stale_rejects = 0, fenced_rejects = 0;
   };
 
   TractServer(Loop* loop, tractstore::TractStore* store, Options opts);
@@ -67,6 +75,18 @@ class TractServer {
   std::atomic<uint64_t> tlt_version_{0};
   Counters counters_;
   std::unordered_set<Conn*> conns_;
+  uint64_t accept_seq_ = 0;
+  struct Fence {
+    uint64_t before_seq;  // connections with seq <= this are fenced...
+    uint64_t owner_seq;   // ...except the one that fenced
+  };
+  struct BlobHash {
+    size_t operator()(const std::pair<uint64_t, uint64_t>& b) const { return b.first * 31 + b.second; }
+  };
+  static constexpr size_t kMaxFences = 65536;
+  std::unordered_map<std::pair<uint64_t, uint64_t>, Fence, BlobHash> fences_;
+  int AddFence(uint64_t hi, uint64_t lo, uint64_t owner_seq);
+  bool Fenced(uint64_t hi, uint64_t lo, uint64_t conn_seq) const;
   uint64_t rng_ = 0x9E3779B97F4A7C15ull;
 };
 

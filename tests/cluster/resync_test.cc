@@ -191,6 +191,51 @@ TEST_F(ResyncTest, FailedWriteIsRepairedInTheBackground) {
   EXPECT_FALSE(blob->intent()->suspect(t0));
 }
 
+// FENCE: connections accepted before it (other than the fencing one) can no
+// longer write, trim or zero the blob; reads, FILL writes (re-replication),
+// other blobs and newer connections are unaffected. Recover() fences.
+TEST_F(ResyncTest, FenceStopsEarlierWritersOfTheBlob) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(1));
+  VolumeInfo v = CreateVolume("fe", 4u << 20, kTract, 1);
+  const std::string addr = cluster_->server_addr(0);
+  std::vector<uint8_t> d(kC, 0x5A);
+  auto req = [&](RawTractConn& rc, uint16_t op, uint64_t lo, uint32_t flags = 0) {
+    bool w = op == tractproto::kOpWrite;
+    auto h = RawTractConn::Header(op, v.blob_hi, lo, 0, v.tract_size, 0, kC, w ? d.data() : nullptr, w ? kC : 0);
+    h.flags = flags;
+    tractproto::SealHeader(&h);
+    auto rep = rc.Call(h, w ? d.data() : nullptr, w ? kC : 0);
+    return rep.res < 0 ? rep.res : rep.hdr.status;
+  };
+  RawTractConn old_writer, fencer;
+  ASSERT_EQ(old_writer.Connect(addr), 0);
+  ASSERT_EQ(req(old_writer, tractproto::kOpWrite, v.blob_lo), 0);
+  ASSERT_EQ(fencer.Connect(addr), 0);
+  ASSERT_EQ(req(fencer, tractproto::kOpFence, v.blob_lo), 0);
+  EXPECT_EQ(req(old_writer, tractproto::kOpWrite, v.blob_lo), -EPERM);
+  EXPECT_EQ(req(old_writer, tractproto::kOpTrim, v.blob_lo), -EPERM);
+  EXPECT_EQ(req(old_writer, tractproto::kOpZero, v.blob_lo), -EPERM);
+  EXPECT_EQ(req(old_writer, tractproto::kOpRead, v.blob_lo), 0);
+  EXPECT_EQ(req(old_writer, tractproto::kOpWrite, v.blob_lo, tractproto::kFlagFill), 0);
+  EXPECT_EQ(req(old_writer, tractproto::kOpWrite, v.blob_lo + 1), 0) << "another blob is not fenced";
+  EXPECT_EQ(req(fencer, tractproto::kOpWrite, v.blob_lo), 0);
+  RawTractConn newer;
+  ASSERT_EQ(newer.Connect(addr), 0);
+  EXPECT_EQ(req(newer, tractproto::kOpWrite, v.blob_lo), 0);
+
+  // A StripedBlob's Recover fences the blob against the connections open
+  // before it (here: newer, standing in for a dead flurry-disk's).
+  FdsClient* c = Client();
+  ASSERT_NE(c, nullptr);
+  auto blob = NewBlob(c, v);
+  ASSERT_EQ(Run([&](BlobIo::Done done) { blob->Recover(done); }), 0);
+  EXPECT_EQ(blob->recover_stats().fence_error, 0);
+  EXPECT_EQ(req(newer, tractproto::kOpWrite, v.blob_lo), -EPERM);
+  std::vector<uint8_t> buf(kC, 0x77);
+  EXPECT_EQ(Run([&](BlobIo::Done done) { blob->Write(0, kC, buf.data(), done); }), 0)
+      << "the fencing client itself must still write";
+}
+
 TEST_F(ResyncTest, SingleReplicaBlobsKeepNoBitmap) {
   ASSERT_NO_FATAL_FAILURE(StartCluster(1));
   VolumeInfo v = CreateVolume("r1", 4u << 20, kTract, 1);
