@@ -55,7 +55,7 @@ void Usage(FILE* f) {
           "                       fast-ack/log: flush epochs that may be acknowledged ahead of the\n"
           "                       durable one before new requests wait (default 4096; 1..1048576)\n"
           "  --dirty-linger-ms N  R>1: a tract stays marked in the volume's write-intent bitmap\n"
-          "                       this long after its last write (default 2000; 0..3600000). After\n"
+          "                       this long after its last write (default 10000; 0..3600000). After\n"
           "                       a crash, the marked tracts' replicas are compared and resynced\n"
           "  -v, --verbose        debug logging\n"
           "  -h, --help           this text\n"

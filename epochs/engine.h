@@ -48,7 +48,7 @@ struct EngineOptions {
   uint64_t max_buffered_bytes = 256ull << 20;  // fast-ack/log: unretired data bound
   uint64_t max_unretired_epochs = 4096;
   uint32_t checkpoint_interval_ms = 5000;      // log mode
-  uint32_t dirty_linger_ms = 2000;             // R > 1: write-intent bits (striped_blob.h)
+  uint32_t dirty_linger_ms = 10000;            // R > 1: write-intent bits (striped_blob.h)
 };
 
 uint64_t EngineBlobSize(const VolumeInfo& vol);

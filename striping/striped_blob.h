@@ -44,7 +44,7 @@ class StripedBlob : public BlobIo {
   static constexpr uint64_t kIntentTractBase = 1ull << 40;
   struct Options {
     Loop* loop = nullptr;            // needed for the intent bitmap (sweep timer)
-    uint32_t dirty_linger_ms = 2000; // a tract stays marked this long after its last write
+    uint32_t dirty_linger_ms = 10000; // a tract stays marked this long after its last write
     bool read_only = false;          // Recover() reports but does not resync
   };
   struct RecoverStats {
