@@ -100,6 +100,23 @@ void StripedBlob::WithIntent(uint64_t off, uint64_t len, std::function<void(Done
     });
     return;
   }
+  // A tract about to be marked brings the rest of its segment along: the
+  // striping spreads nearby IO over the segment's tracts, and the bits share
+  // one persisted chunk, so this costs no extra write.
+  uint32_t seg = map_.params().segment_tracts;
+  if (seg > 1 && seg <= 1024) {
+    bool cold = false;
+    for (uint64_t t : *tracts) cold = cold || !intent_->Ready(t);
+    if (cold) {
+      std::vector<uint64_t> warm;
+      for (uint64_t t : *tracts) {
+        uint64_t s0 = t / seg * seg, s1 = std::min<uint64_t>(s0 + seg, intent_->ntracts());
+        if (!warm.empty() && warm.back() >= s0) continue;  // same segment as the last
+        for (uint64_t u = s0; u < s1; ++u) warm.push_back(u);
+      }
+      intent_->Prewarm(warm.data(), warm.size(), Loop::NowNs());
+    }
+  }
   intent_->Acquire(tracts->data(), tracts->size(),
                    [this, alive = alive_, tracts, op = std::move(op), done = std::move(done)](int res) mutable {
                      // issued: the IO went out, so a failure may have reached

@@ -62,6 +62,17 @@ void WriteIntent::Release(const uint64_t* tracts, size_t n, uint64_t now_ns) {
   }
 }
 
+void WriteIntent::Prewarm(const uint64_t* tracts, size_t n, uint64_t now_ns) {
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t t = tracts[i];
+    if (t >= ntracts_ || Bit(want_, t)) continue;
+    SetBit(want_, t, true);
+    stats_.marks++;
+    Tract& h = hot_[t];
+    if (h.inflight == 0) h.idle_since = now_ns;
+  }
+}
+
 void WriteIntent::Sweep(uint64_t now_ns) {
   std::vector<uint64_t> dirty;
   for (auto it = hot_.begin(); it != hot_.end();) {

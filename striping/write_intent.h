@@ -58,6 +58,10 @@ class WriteIntent {
 
   void Acquire(const uint64_t* tracts, size_t n, Done go);
   void Release(const uint64_t* tracts, size_t n, uint64_t now_ns);
+  // Marks tracts likely to be written soon (no write counted, cleared after
+  // the linger like any other): they ride along with the next persist of
+  // their chunk, so their first write need not wait for one of its own.
+  void Prewarm(const uint64_t* tracts, size_t n, uint64_t now_ns);
   // Clears the bits of tracts idle since before now_ns - linger_ns.
   void Sweep(uint64_t now_ns);
   // image: nchunks() * kChunk bytes (shorter = zero-padded).

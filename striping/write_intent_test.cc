@@ -200,6 +200,32 @@ TEST(WriteIntent, LoadRewritesEveryChunkOnceAndKeepsSuspects) {
   EXPECT_TRUE(wi.Ready(8));
 }
 
+TEST(WriteIntent, PrewarmedTractsRideAlongAndAreClearedWhenIdle) {
+  FakeStore st;
+  WriteIntent wi(64, kLinger, st.fn());
+  uint64_t warm[] = {10, 11, 12, 13};
+  wi.Prewarm(warm, 4, 0);
+  uint64_t t = 10;
+  int went = -1;
+  wi.Acquire(&t, 1, [&](int r) { went = r; });
+  ASSERT_EQ(st.q.size(), 1u) << "one persist for the written tract and its neighbours";
+  st.CompleteAll();
+  EXPECT_EQ(went, 0);
+  for (uint64_t u : warm) EXPECT_TRUE(wi.Ready(u));
+  // A neighbour's first write goes at once.
+  uint64_t n = 12;
+  int went2 = -1;
+  wi.Acquire(&n, 1, [&](int r) { went2 = r; });
+  EXPECT_EQ(went2, 0);
+  EXPECT_TRUE(st.q.empty());
+  wi.Release(&t, 1, 5);
+  wi.Release(&n, 1, 5);
+  wi.Sweep(5 + kLinger);
+  st.CompleteAll();
+  for (uint64_t u : warm) EXPECT_FALSE(st.DurableBit(u)) << u;
+  EXPECT_EQ(wi.marked_tracts(), 0u);
+}
+
 TEST(WriteIntent, OutOfRangeTractIsRefused) {
   FakeStore st;
   WriteIntent wi(10, kLinger, st.fn());

@@ -75,7 +75,7 @@ class ResyncTest : public ClusterTest {
 
 TEST_F(ResyncTest, RecoverMakesTheReplicasOfMarkedTractsAgree) {
   ASSERT_NO_FATAL_FAILURE(StartCluster(2, /*heartbeat_timeout_ms=*/60000));
-  VolumeInfo v = CreateVolume("rs", 8u << 20, kTract, 2);
+  VolumeInfo v = CreateVolume("rs", 64u << 20, kTract, 2);  // two segments of 128 tracts
   FdsClient* c = Client();
   ASSERT_NE(c, nullptr);
   auto blob = NewBlob(c, v);
@@ -89,7 +89,8 @@ TEST_F(ResyncTest, RecoverMakesTheReplicasOfMarkedTractsAgree) {
   ASSERT_TRUE(pieces.ok());
   const uint64_t t0 = (*pieces)[0].tract;  // holds volume byte 0, at tract offset 0
   EXPECT_TRUE(blob->intent()->Ready(t0));
-  // A tract nothing was written to, for the control below.
+  // A tract nothing was written to (in the other segment: a write marks its
+  // whole segment), for the control below.
   uint64_t t1 = t0;
   for (uint64_t t = 0; t < blob->map().num_tracts(); ++t)
     if (!blob->intent()->Wanted(t)) { t1 = t; break; }
