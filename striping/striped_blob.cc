@@ -285,6 +285,10 @@ std::string StripedBlob::recover_report() const {
              (unsigned long long)rstats_.marked);
     return b;
   }
+  if (rstats_.marked == 0) {
+    snprintf(b, sizeof b, "write-intent bitmap clean, nothing to compare (%.3f s)", rstats_.seconds);
+    return b;
+  }
   snprintf(b, sizeof b,
            "%llu tracts marked in the write-intent bitmap, %llu with replicas that differed, %llu chunks copied, "
            "%llu not comparable yet (resynced in the background), %.3f s",
