@@ -7,6 +7,8 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
+
+#include <chrono>
 #include <unistd.h>
 
 #include <algorithm>
@@ -61,7 +63,8 @@ void Usage(FILE* f) {
           "  -h, --help           this text\n"
           "\n"
           "Prints \"flurry-disk: ready\" on stderr once every export is being served;\n"
-          "SIGTERM or SIGINT finish in-flight IO, close connections and exit 0.\n"
+          "SIGTERM or SIGINT finish in-flight IO, close connections and exit 0 (during\n"
+          "start-up recovery they stop it and exit 1; the next start redoes it).\n"
           "SIGUSR1 logs every volume's engine counters (one line per volume).\n");
 }
 }  // namespace
@@ -218,7 +221,28 @@ int main(int argc, char** argv) {
         devices[i].device->Open([&](int r2) { opened.set_value(r2); });
       });
     });
-    int r = opened.get_future().get();
+    // Recovery can take long (a replica down: up to 10 s per comparison
+    // batch); SIGTERM/SIGINT meanwhile stop it (it is idempotent: the next
+    // start redoes it).
+    auto fut = opened.get_future();
+    bool interrupted = false;
+    while (fut.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready) {
+      timespec zero{0, 0};
+      siginfo_t si;
+      int sg = sigtimedwait(&mask, &si, &zero);
+      if (sg == SIGTERM || sg == SIGINT) {
+        interrupted = true;
+        break;
+      }
+    }
+    if (interrupted) {
+      fprintf(stderr, "flurry-disk: signal during the recovery of volume '%s': stopping (it is redone at the next start)\n",
+              infos[i].name.c_str());
+      (*loop)->Stop();
+      loop_thread.join();
+      _exit(1);  // the loop's callbacks still reference the open futures
+    }
+    int r = fut.get();
     if (r < 0) {
       fprintf(stderr, "flurry-disk: volume '%s' could not be opened: %s\n", infos[i].name.c_str(),
               errstr(r).c_str());
