@@ -62,6 +62,14 @@ Result<int> ListenUnix(const std::string& path, int backlog) {
   memcpy(sa.sun_path, path.c_str(), path.size());
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Result<int>::error(-errno);
+  // A stale socket file (its server gone) is replaced; a live one is not.
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
+    close(fd);
+    return Result<int>::error(-EADDRINUSE);
+  }
+  close(fd);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Result<int>::error(-errno);
   unlink(path.c_str());
   if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0 || listen(fd, backlog) < 0) {
     int e = -errno;

@@ -226,10 +226,14 @@ int main(int argc, char** argv) {
     // start redoes it).
     auto fut = opened.get_future();
     bool interrupted = false;
+    sigset_t stop_mask;  // SIGUSR1 stays pending for the main loop below
+    sigemptyset(&stop_mask);
+    sigaddset(&stop_mask, SIGTERM);
+    sigaddset(&stop_mask, SIGINT);
     while (fut.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready) {
       timespec zero{0, 0};
       siginfo_t si;
-      int sg = sigtimedwait(&mask, &si, &zero);
+      int sg = sigtimedwait(&stop_mask, &si, &zero);
       if (sg == SIGTERM || sg == SIGINT) {
         interrupted = true;
         break;

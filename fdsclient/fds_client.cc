@@ -429,6 +429,9 @@ void FdsClient::ChunkSums(const BlobRef& b, uint64_t tract, SumsDone done, uint3
 }
 
 void FdsClient::Fence(const BlobRef& b, Done done, uint32_t deadline_ms) {
+  // The fence spares only the connection that carries it: with a pool, our
+  // other connections would be fenced too.
+  if (opts_.conns_per_server != 1) return done(-EOPNOTSUPP);
   Op* op = new Op();
   op->opcode = kOpFence;
   op->blob = b;

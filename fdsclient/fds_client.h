@@ -96,6 +96,8 @@ class FdsClient {
   // ours that were open before may no longer write, trim or zero it
   // (-EPERM, not retried). A new writer calls it before recovering, so that
   // requests a dead writer left queued at a server never land afterwards.
+  // Needs conns_per_server == 1 (else -EOPNOTSUPP: the fence spares only
+  // the connection that carries it).
   void Fence(const BlobRef& b, Done done, uint32_t deadline_ms = 0);
   // Deletes the blob's tracts on every server of the TLT.
   void DeleteBlob(const BlobRef& b, Done done);

@@ -79,8 +79,31 @@ void StripedBlob::PersistIntent(uint64_t chunk, const uint8_t* data, Done done) 
               });
 }
 
+namespace {
+// Errors after which the replicas may differ (the request reached some of
+// them): not a bad argument every replica refused alike, not a fence, not
+// our own shutdown.
+bool MayDiverge(int err) {
+  return err != -EINVAL && err != -EOPNOTSUPP && err != -EPERM && err != -ESHUTDOWN;
+}
+}  // namespace
+
+void StripedBlob::Fenced(int err) {
+  if (err != -EPERM || fenced_) return;
+  fenced_ = true;
+  FLOG_ERROR("blob %016llx%016llx: another writer fenced this volume (a newer flurry-disk opened it); "
+             "every later write here fails", (unsigned long long)blob_.hi, (unsigned long long)blob_.lo);
+}
+
 void StripedBlob::WithIntent(uint64_t off, uint64_t len, std::function<void(Done)> op, Done done) {
-  if (!intent_) return op(std::move(done));
+  // Once fenced, stay fenced: a reconnect must not get our writes past it.
+  if (fenced_) return done(-EPERM);
+  if (!intent_) {
+    return op([this, alive = alive_, done = std::move(done)](int r) {
+      if (*alive) Fenced(r);
+      done(r);
+    });
+  }
   auto tracts = std::make_shared<std::vector<uint64_t>>();
   int r = map_.ForEachPiece(off, len, [&](const StripePiece& p) {
     if (tracts->empty() || tracts->back() != p.tract) tracts->push_back(p.tract);
@@ -110,7 +133,10 @@ void StripedBlob::WithIntent(uint64_t off, uint64_t len, std::function<void(Done
     if (cold) {
       std::vector<uint64_t> warm;
       for (uint64_t t : *tracts) {
-        uint64_t s0 = t / seg * seg, s1 = std::min<uint64_t>(s0 + seg, intent_->ntracts());
+        // The segment, clipped to t's bitmap chunk (the one that is persisted).
+        uint64_t c0 = t / WriteIntent::kTractsPerChunk * WriteIntent::kTractsPerChunk;
+        uint64_t s0 = std::max(t / seg * seg, c0);
+        uint64_t s1 = std::min<uint64_t>({t / seg * seg + seg, intent_->ntracts(), c0 + WriteIntent::kTractsPerChunk});
         if (!warm.empty() && warm.back() >= s0) continue;  // same segment as the last
         for (uint64_t u = s0; u < s1; ++u) warm.push_back(u);
       }
@@ -123,7 +149,8 @@ void StripedBlob::WithIntent(uint64_t off, uint64_t len, std::function<void(Done
                      // some replicas only.
                      auto release = [this, alive, tracts, done = std::move(done)](int res2, bool issued) {
                        if (*alive) {
-                         if (res2 < 0 && issued)
+                         Fenced(res2);
+                         if (res2 < 0 && issued && MayDiverge(res2))
                            for (uint64_t t : *tracts) MarkSuspect(t, res2);
                          intent_->Release(tracts->data(), tracts->size(), Loop::NowNs());
                          if (repair_.active && !repair_.started && intent_->inflight(repair_.tract) == 0)
@@ -146,7 +173,7 @@ void StripedBlob::MarkSuspect(uint64_t t, int err) {
 // Background repair of one suspect tract at a time: hold new writes to it,
 // let those in flight finish, compare and copy, release the writes.
 void StripedBlob::RepairNext(uint64_t now) {
-  if (repair_.active || suspects_.empty() || now < repair_.not_before_ns) return;
+  if (fenced_ || repair_.active || suspects_.empty() || now < repair_.not_before_ns) return;
   auto it = suspects_.upper_bound(repair_.tract);
   if (it == suspects_.end()) it = suspects_.begin();
   repair_.active = true;
@@ -379,7 +406,6 @@ void StripedBlob::Read(uint64_t off, uint64_t len, uint8_t* buf, Done done) {
 }
 
 void StripedBlob::Write(uint64_t off, uint64_t len, const uint8_t* buf, Done done) {
-  if (!intent_) return WriteNow(off, len, buf, std::move(done));
   WithIntent(off, len, [this, off, len, buf](Done d) { WriteNow(off, len, buf, std::move(d)); }, std::move(done));
 }
 
@@ -395,7 +421,6 @@ void StripedBlob::WriteNow(uint64_t off, uint64_t len, const uint8_t* buf, Done 
 }
 
 void StripedBlob::Zero(uint64_t off, uint64_t len, bool keep_alloc, Done done) {
-  if (!intent_) return ZeroNow(off, len, keep_alloc, std::move(done));
   WithIntent(off, len, [this, off, len, keep_alloc](Done d) { ZeroNow(off, len, keep_alloc, std::move(d)); },
              std::move(done));
 }

@@ -74,6 +74,10 @@ class StripedBlob : public BlobIo {
   // or Recover could not compare them): kept marked, and resynced in the
   // background (new writes to the tract wait meanwhile) until it works.
   size_t suspects() const { return suspects_.size(); }
+  // A write came back -EPERM: a newer writer fenced the blob. From then on
+  // every Write/Zero fails with -EPERM here (a reconnect would otherwise get
+  // past the server's fence) and nothing is repaired.
+  bool fenced() const { return fenced_; }
 
   uint64_t size() const override { return map_.volume_size(); }
   void Read(uint64_t off, uint64_t len, uint8_t* buf, Done done) override;
@@ -95,6 +99,7 @@ class StripedBlob : public BlobIo {
   void CopyRun(uint64_t tract, uint32_t c0, uint32_t c1, Done done);
   void SweepTick();
   void MarkSuspect(uint64_t t, int err);
+  void Fenced(int err);
   void RepairNext(uint64_t now_ns);
   void StartRepair();
   struct RecoverState;
@@ -109,6 +114,7 @@ class StripedBlob : public BlobIo {
   Loop::TimerId sweep_timer_;
   RecoverStats rstats_;
   std::set<uint64_t> suspects_;
+  bool fenced_ = false;  // a newer writer fenced the blob: every write fails
   // Tracts being repaired, with the writes waiting for them.
   std::unordered_map<uint64_t, std::vector<std::function<void()>>> gated_;
   struct {

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <map>
 
 #include "striping/striped_blob.h"
 #include "tests/cluster/cluster_fixture.h"
@@ -225,16 +226,85 @@ TEST_F(ResyncTest, FenceStopsEarlierWritersOfTheBlob) {
   EXPECT_EQ(req(newer, tractproto::kOpWrite, v.blob_lo), 0);
 
   // A StripedBlob's Recover fences the blob against the connections open
-  // before it (here: newer, standing in for a dead flurry-disk's).
+  // before it (here: newer, standing in for a dead flurry-disk's, and a live
+  // older writer with its own client).
+  FdsClient::Options o;
+  o.meta = cluster_->meta();
+  Status why;
+  auto c_old = FdsClient::Create(loop_.get(), o, &why);
+  ASSERT_TRUE(c_old.ok()) << why.ToString();
+  auto old_blob = NewBlob(c_old->get(), v);
+  std::vector<uint8_t> ob(kC, 0x33);
+  ASSERT_EQ(Run([&](BlobIo::Done done) { old_blob->Write(kC, kC, ob.data(), done); }), 0);
   FdsClient* c = Client();
   ASSERT_NE(c, nullptr);
   auto blob = NewBlob(c, v);
   ASSERT_EQ(Run([&](BlobIo::Done done) { blob->Recover(done); }), 0);
   EXPECT_EQ(blob->recover_stats().fence_error, 0);
   EXPECT_EQ(req(newer, tractproto::kOpWrite, v.blob_lo), -EPERM);
+  EXPECT_EQ(Run([&](BlobIo::Done done) { old_blob->Write(kC, kC, ob.data(), done); }), -EPERM);
+  EXPECT_TRUE(old_blob->fenced());
+  // Sticky: even over a new connection (which the server would not fence),
+  // the superseded writer's writes fail.
+  (*c_old)->Shutdown();
+  EXPECT_EQ(Run([&](BlobIo::Done done) { old_blob->Write(kC, kC, ob.data(), done); }), -EPERM);
+  EXPECT_EQ(old_blob->suspects(), 0u) << "a fenced write is not a divergence to repair";
   std::vector<uint8_t> buf(kC, 0x77);
   EXPECT_EQ(Run([&](BlobIo::Done done) { blob->Write(0, kC, buf.data(), done); }), 0)
       << "the fencing client itself must still write";
+}
+
+// The case FENCE exists for: writes an old writer sent that the server had
+// received but not yet run (here: queued in the socket behind the server's
+// per-connection limit of 256, with 200 ms of injected service time) are
+// rejected when they run after the fence, and never reach the disk.
+TEST_F(ResyncTest, WritesQueuedBeforeTheFenceNeverLand) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(1, 60000, {"--delay-us", "200000"}));
+  VolumeInfo v = CreateVolume("fq", 4u << 20, kTract, 1);
+  const std::string addr = cluster_->server_addr(0);
+  const int n = 300;
+  const uint32_t per_tract = kTract / kC;
+  RawTractConn old_writer, fencer;
+  ASSERT_EQ(old_writer.Connect(addr), 0);
+  std::map<uint64_t, int> by_id;
+  for (int i = 0; i < n; ++i) {
+    std::vector<uint8_t> d(kC, static_cast<uint8_t>(i % 251 + 1));
+    auto h = RawTractConn::Header(tractproto::kOpWrite, v.blob_hi, v.blob_lo, i / per_tract, v.tract_size,
+                                  (i % per_tract) * kC, kC, d.data(), kC);
+    by_id[h.id] = i;
+    ASSERT_EQ(old_writer.Send(h, d.data(), kC), 0);
+  }
+  ASSERT_EQ(fencer.Connect(addr), 0);
+  auto f = fencer.Call(RawTractConn::Header(tractproto::kOpFence, v.blob_hi, v.blob_lo, 0, v.tract_size, 0, 0));
+  ASSERT_EQ(f.res, 0);
+  ASSERT_EQ(f.hdr.status, 0);
+  std::vector<int> status(n, 1);
+  for (int k = 0; k < n; ++k) {
+    auto rep = old_writer.Receive(10000);
+    ASSERT_EQ(rep.res, 0) << "reply " << k;
+    ASSERT_TRUE(by_id.count(rep.hdr.id));
+    status[by_id[rep.hdr.id]] = rep.hdr.status;
+  }
+  int ok = 0, fenced = 0;
+  for (int i = 0; i < n; ++i) {
+    ok += status[i] == 0;
+    fenced += status[i] == -EPERM;
+  }
+  EXPECT_EQ(ok + fenced, n);
+  EXPECT_GE(fenced, 1) << "no queued write ran after the fence";
+  // What was rejected is not there; what was accepted is.
+  std::vector<std::vector<uint8_t>> tracts;  // one read per tract (each costs the 200 ms delay)
+  for (uint32_t t = 0; t * per_tract < static_cast<uint32_t>(n); ++t) {
+    tracts.push_back(RawRead(addr, v, t, 0, kTract));
+    ASSERT_EQ(tracts.back().size(), kTract);
+  }
+  for (int i = 0; i < n; ++i) {
+    uint8_t got = tracts[i / per_tract][(i % per_tract) * kC];
+    uint8_t want = status[i] == 0 ? static_cast<uint8_t>(i % 251 + 1) : 0;
+    EXPECT_EQ(got, want) << "write " << i << " status " << status[i];
+    if (got != want) break;
+  }
+  printf("%d writes ran before the fence, %d were rejected after it\n", ok, fenced);
 }
 
 TEST_F(ResyncTest, SingleReplicaBlobsKeepNoBitmap) {
