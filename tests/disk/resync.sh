@@ -96,16 +96,19 @@ read_image() {  # $1 = output file
   qemu-img convert -f raw -O raw "$NBD/v" "$1" 2>>"$T/logs/qemu-img.log" || fl_fail "reading the volume failed"
 }
 
-fl_step "read everything with server 1 down (server 0's replicas)"
-fl_kill9_ts 1
-read_image "$T/only0.img"
-ts_restart 1
+# read_each_replica NAME: the whole volume into NAME0.img with server 1 down
+# (server 0's replicas) and into NAME1.img with server 0 down.
+read_each_replica() {
+  fl_kill9_ts 1
+  read_image "$T/${1}0.img"
+  ts_restart 1
+  fl_kill9_ts 0
+  read_image "$T/${1}1.img"
+  ts_restart 0
+}
 
-fl_step "read everything with server 0 down (server 1's replicas)"
-fl_kill9_ts 0
-read_image "$T/only1.img"
-ts_restart 0
-
+fl_step "read everything with server 1 down, then with server 0 down"
+read_each_replica only
 cmp "$T/only0.img" "$T/only1.img" || fl_fail "the two replicas still hold different data"
 python3 - "$T/only0.img" <<'PY' || fl_fail "a chunk is neither the old nor the new data"
 import sys
@@ -142,12 +145,7 @@ fl_kill9_ts 0
 wait "$QD" 2>/dev/null || true
 ts_restart 0
 fl_disk_start --volume v
-fl_kill9_ts 1
-read_image "$T/cold0.img"
-ts_restart 1
-fl_kill9_ts 0
-read_image "$T/cold1.img"
-ts_restart 0
+read_each_replica cold
 cmp "$T/cold0.img" "$T/cold1.img" || fl_fail "cold tracts: the replicas hold different data (data went out before its mark)"
 python3 - "$T/cold0.img" <<'PY' || fl_fail "cold tracts: 0xdd reached a replica although its mark could not be persisted"
 import sys
