@@ -408,22 +408,27 @@ void FdsClient::Zero(const BlobRef& b, uint64_t tract, uint32_t off, uint32_t le
   p->Arrive(0);
 }
 
-void FdsClient::StatTract(const BlobRef& b, uint64_t tract, BitmapDone done) {
-  Op* op = new Op();
-  op->opcode = kOpStatTract;
+namespace {
+// An op without payload: the callers set the callback (and to_all, deadline).
+FdsClient::Op* NewOp(uint16_t opcode, const BlobRef& b, uint64_t tract) {
+  auto* op = new FdsClient::Op();
+  op->opcode = opcode;
   op->blob = b;
   op->tract = tract;
+  return op;
+}
+}  // namespace
+
+void FdsClient::StatTract(const BlobRef& b, uint64_t tract, BitmapDone done) {
+  Op* op = NewOp(kOpStatTract, b, tract);
   op->to_all = false;
   op->bdone = std::move(done);
   Start(op);
 }
 
 void FdsClient::ChunkSums(const BlobRef& b, uint64_t tract, SumsDone done, uint32_t deadline_ms) {
-  Op* op = new Op();
+  Op* op = NewOp(kOpChunkSums, b, tract);
   op->deadline_ms = deadline_ms;
-  op->opcode = kOpChunkSums;
-  op->blob = b;
-  op->tract = tract;
   op->sdone = std::move(done);
   Start(op);
 }
@@ -432,18 +437,14 @@ void FdsClient::Fence(const BlobRef& b, Done done, uint32_t deadline_ms) {
   // The fence spares only the connection that carries it: with a pool, our
   // other connections would be fenced too.
   if (opts_.conns_per_server != 1) return done(-EOPNOTSUPP);
-  Op* op = new Op();
-  op->opcode = kOpFence;
-  op->blob = b;
+  Op* op = NewOp(kOpFence, b, 0);
   op->deadline_ms = deadline_ms;
   op->done = std::move(done);
   Start(op);
 }
 
 void FdsClient::DeleteBlob(const BlobRef& b, Done done) {
-  Op* op = new Op();
-  op->opcode = kOpDeleteBlob;
-  op->blob = b;
+  Op* op = NewOp(kOpDeleteBlob, b, 0);
   op->done = std::move(done);
   Start(op);
 }

@@ -88,11 +88,17 @@ bool MayDiverge(int err) {
 }
 }  // namespace
 
+std::string StripedBlob::BlobName() const {
+  char b[40];
+  snprintf(b, sizeof b, "%016llx%016llx", (unsigned long long)blob_.hi, (unsigned long long)blob_.lo);
+  return b;
+}
+
 void StripedBlob::Fenced(int err) {
   if (err != -EPERM || fenced_) return;
   fenced_ = true;
-  FLOG_ERROR("blob %016llx%016llx: another writer fenced this volume (a newer flurry-disk opened it); "
-             "every later write here fails", (unsigned long long)blob_.hi, (unsigned long long)blob_.lo);
+  FLOG_ERROR("blob %s: another writer fenced this volume (a newer flurry-disk opened it); "
+             "every later write here fails", BlobName().c_str());
 }
 
 void StripedBlob::WithIntent(uint64_t off, uint64_t len, std::function<void(Done)> op, Done done) {
@@ -165,8 +171,8 @@ void StripedBlob::WithIntent(uint64_t off, uint64_t len, std::function<void(Done
 
 void StripedBlob::MarkSuspect(uint64_t t, int err) {
   if (suspects_.insert(t).second)
-    FLOG_WARN("blob %016llx%016llx tract %llu: a write failed (%s); its replicas may differ until it is resynced",
-              (unsigned long long)blob_.hi, (unsigned long long)blob_.lo, (unsigned long long)t, errstr(err).c_str());
+    FLOG_WARN("blob %s tract %llu: a write failed (%s); its replicas may differ until it is resynced",
+              BlobName().c_str(), (unsigned long long)t, errstr(err).c_str());
   intent_->Suspect(t);
 }
 
@@ -192,8 +198,7 @@ void StripedBlob::StartRepair() {
       suspects_.erase(t);
       intent_->Resolved(t);
       rstats_.repaired++;
-      FLOG_INFO("blob %016llx%016llx tract %llu: replicas resynced", (unsigned long long)blob_.hi,
-                (unsigned long long)blob_.lo, (unsigned long long)t);
+      FLOG_INFO("blob %s tract %llu: replicas resynced", BlobName().c_str(), (unsigned long long)t);
       repair_.not_before_ns = 0;
     } else {
       rstats_.repair_failures++;
@@ -225,8 +230,8 @@ void StripedBlob::Recover(Done done) {
     if (!*alive) return;
     rstats_.fence_error = r;
     if (r < 0)
-      FLOG_WARN("blob %016llx%016llx: fencing earlier writers failed on some tract server (%s); "
-                "continuing", (unsigned long long)blob_.hi, (unsigned long long)blob_.lo, errstr(r).c_str());
+      FLOG_WARN("blob %s: fencing earlier writers failed on some tract server (%s); "
+                "continuing", BlobName().c_str(), errstr(r).c_str());
     RecoverIntent(std::move(done));
   }, /*deadline_ms=*/3000);
 }
@@ -253,8 +258,8 @@ void StripedBlob::RecoverIntent(Done done) {
       return st->done(0);
     }
     if (!st->marked.empty())
-      FLOG_INFO("blob %016llx%016llx: comparing the replicas of %zu tracts marked in the write-intent bitmap",
-                (unsigned long long)blob_.hi, (unsigned long long)blob_.lo, st->marked.size());
+      FLOG_INFO("blob %s: comparing the replicas of %zu tracts marked in the write-intent bitmap",
+                BlobName().c_str(), st->marked.size());
     RecoverPump(st);
   };
   // Pieces of up to 1 MiB inside one tract.
@@ -295,9 +300,9 @@ void StripedBlob::RecoverPump(std::shared_ptr<RecoverState> st) {
     intent_->Suspect(t);  // before Load: its bit is never cleared meanwhile
   }
   if (!st->unresolved.empty())
-    FLOG_WARN("blob %016llx%016llx: %zu marked tracts could not be compared (a replica is unreachable); "
+    FLOG_WARN("blob %s: %zu marked tracts could not be compared (a replica is unreachable); "
               "they stay marked and are resynced in the background",
-              (unsigned long long)blob_.hi, (unsigned long long)blob_.lo, st->unresolved.size());
+              BlobName().c_str(), st->unresolved.size());
   intent_->Load(std::move(st->image));
   Done fin = std::move(st->done);
   st->done = nullptr;
@@ -329,8 +334,8 @@ void StripedBlob::ResyncTract(uint64_t tract, Done done, uint32_t deadline_ms) {
                                     int r, std::vector<FdsClient::ReplicaSums> reps) mutable {
     if (!*alive) return;
     if (r < 0) {
-      FLOG_WARN("blob %016llx%016llx tract %llu: cannot compare replicas: %s", (unsigned long long)blob_.hi,
-                (unsigned long long)blob_.lo, (unsigned long long)tract, errstr(r).c_str());
+      FLOG_WARN("blob %s tract %llu: cannot compare replicas: %s", BlobName().c_str(),
+                (unsigned long long)tract, errstr(r).c_str());
       return done(r);
     }
     uint32_t n = blob_.tract_size / static_cast<uint32_t>(kC);
@@ -354,8 +359,8 @@ void StripedBlob::ResyncTract(uint64_t tract, Done done, uint32_t deadline_ms) {
       c = e;
     }
     if (planned > 0)
-      FLOG_INFO("blob %016llx%016llx tract %llu: replicas differed in %llu chunks; copying them from one "
-                "readable replica to all", (unsigned long long)blob_.hi, (unsigned long long)blob_.lo,
+      FLOG_INFO("blob %s tract %llu: replicas differed in %llu chunks; copying them from one "
+                "readable replica to all", BlobName().c_str(),
                 (unsigned long long)tract, (unsigned long long)planned);
     j->done = [this, alive, planned, done = std::move(done)](int r2) {
       if (*alive && r2 == 0 && planned > 0) {

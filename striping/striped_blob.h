@@ -98,6 +98,7 @@ class StripedBlob : public BlobIo {
   void PersistIntent(uint64_t chunk, const uint8_t* data, Done done);
   void CopyRun(uint64_t tract, uint32_t c0, uint32_t c1, Done done);
   void SweepTick();
+  std::string BlobName() const;  // for log lines
   void MarkSuspect(uint64_t t, int err);
   void Fenced(int err);
   void RepairNext(uint64_t now_ns);

@@ -321,13 +321,10 @@ void Tract::Sums(TractStore::ReadDone done) {
       uint64_t sum = (e.flags & kChunkAllocated) ? e.sum[(e.flags & kChunkCur1) ? 1 : 0] : 0;
       memcpy(rr.buf.data() + static_cast<size_t>(c) * 8, &sum, 8);
     }
-    // Lock() may grant synchronously before *lock is assigned: defer.
-    loop_->Post([this, lock, err, rr = std::make_shared<TractStore::ReadResult>(std::move(rr)),
-                 done = std::move(done)]() mutable {
-      Unlock(*lock);
-      --active_ops_;
-      done(err, std::move(*rr));
-    });
+    // Lock() always grants from a posted task, so *lock is assigned by now.
+    Unlock(*lock);
+    --active_ops_;
+    done(err, std::move(rr));
   });
 }
 
