@@ -27,6 +27,7 @@
 #include "epochs/volume_device.h"
 #include "fdsclient/fds_client.h"
 #include "meta/meta_client.h"
+#include "daemon/lease.h"
 #include "nbdserver/server.h"
 #ifdef FLURRY_HAVE_FUSE
 #include "daemon/fuse_export.h"
@@ -59,6 +60,12 @@ void Usage(FILE* f) {
           "  --dirty-linger-ms N  R>1: a tract stays marked in the volume's write-intent bitmap\n"
           "                       this long after its last write (default 10000; 0..3600000). After\n"
           "                       a crash, the marked tracts' replicas are compared and resynced\n"
+          "  --lease-ttl-ms N     the write lease each writable volume holds at flurry-meta lapses\n"
+          "                       this long after its last renewal (default 10000; 1000..600000);\n"
+          "                       a flurry-disk that cannot renew it in time stops writing\n"
+          "  --lease-wait-ms N    if another flurry-disk holds a volume's lease, wait up to N ms for\n"
+          "                       it to lapse (default: fail at once if that process runs on this\n"
+          "                       host, break the lease if it is gone, else wait for its ttl)\n"
           "  -v, --verbose        debug logging\n"
           "  -h, --help           this text\n"
           "\n"
@@ -74,7 +81,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> volumes, read_only;
   bool no_tcp = false;
   EngineOptions engine_defaults;
+  VolumeLease::Options lease_opts;
   static const option longopts[] = {
+      {"lease-ttl-ms", required_argument, nullptr, 't'},
+      {"lease-wait-ms", required_argument, nullptr, 'w'},
       {"max-buffered", required_argument, nullptr, 'B'},
       {"max-unretired-epochs", required_argument, nullptr, 'E'},
       {"dirty-linger-ms", required_argument, nullptr, 'L'},
@@ -126,6 +136,21 @@ int main(int argc, char** argv) {
         engine_defaults.dirty_linger_ms = static_cast<uint32_t>(v);
         break;
       }
+      case 't':
+      case 'w': {
+        char* end = nullptr;
+        errno = 0;
+        unsigned long long v = strtoull(optarg, &end, 10);
+        bool ttl = c == 't';
+        if (errno || end == optarg || *end || (ttl && (v < 1000 || v > 600000)) || (!ttl && v > 3600000)) {
+          fprintf(stderr, "flurry-disk: bad --%s '%s' (want %s)\n", ttl ? "lease-ttl-ms" : "lease-wait-ms", optarg,
+                  ttl ? "1000 to 600000" : "0 to 3600000");
+          return 2;
+        }
+        if (ttl) lease_opts.ttl_ms = static_cast<uint32_t>(v);
+        else lease_opts.wait_ms = static_cast<int64_t>(v);
+        break;
+      }
       case 'v': SetLogLevel(LogLevel::kDebug); break;
       case 'h': Usage(stdout); return 0;
       default: Usage(stderr); return 2;
@@ -170,6 +195,20 @@ int main(int argc, char** argv) {
     }
     infos.push_back(*v);
   }
+  // One writer per volume: the write lease of every writable volume, before
+  // anything touches it (a second flurry-disk fails here, wherever it
+  // listens). Released on a clean exit (the destructors, after the loop).
+  std::vector<std::unique_ptr<VolumeLease>> leases(infos.size());
+  for (size_t i = 0; i < infos.size(); ++i) {
+    if (std::find(read_only.begin(), read_only.end(), infos[i].name) != read_only.end()) continue;
+    Status why;
+    auto l = VolumeLease::Acquire(*mhp, infos[i].name, lease_opts, &why);
+    if (!l) {
+      fprintf(stderr, "flurry-disk: %s\n", why.ToString().c_str());
+      return 1;
+    }
+    leases[i] = std::move(*l);
+  }
 
   // Every NBD request allocates its payload buffer (up to 32 MiB) and frees
   // it after the reply. Above glibc's mmap threshold each one was a fresh
@@ -184,11 +223,13 @@ int main(int argc, char** argv) {
   if (!fds) { fprintf(stderr, "flurry-disk: %s\n", why.ToString().c_str()); return 1; }
   std::vector<Volume> devices;
   NbdServer nbd(loop->get(), {});
-  for (const auto& v : infos) {
+  for (size_t i = 0; i < infos.size(); ++i) {
+    const VolumeInfo& v = infos[i];
     bool ro = std::find(read_only.begin(), read_only.end(), v.name) != read_only.end();
     EngineOptions eo = engine_defaults;
     eo.loop = loop->get();
     eo.read_only = ro;
+    eo.gate = leases[i].get();
     auto vol = MakeVolume(v, fds->get(), eo, &why);
     if (!vol) { fprintf(stderr, "flurry-disk: %s\n", why.ToString().c_str()); return 1; }
     nbd.AddExport(v.name, vol->device.get(), ro);
@@ -299,12 +340,14 @@ int main(int argc, char** argv) {
     std::ofstream(port_file + ".tmp") << port << "\n";
     rename((port_file + ".tmp").c_str(), port_file.c_str());
   }
-  for (const auto& v : infos) {
+  for (size_t i = 0; i < infos.size(); ++i) {
+    const VolumeInfo& v = infos[i];
     bool relaxed = v.mode != WriteMode::kWriteThrough;
-    FLOG_INFO("export '%s': %s, R=%u, tract %s, segment %u, block %s, mode %s%s", v.name.c_str(),
+    std::string lease = leases[i] ? ", write lease generation " + std::to_string(leases[i]->gen()) : ", read-only";
+    FLOG_INFO("export '%s': %s, R=%u, tract %s, segment %u, block %s, mode %s%s%s", v.name.c_str(),
               FormatSize(v.size).c_str(), v.replicas, FormatSize(v.tract_size).c_str(), v.segment_tracts,
               FormatSize(v.block_size).c_str(), WriteModeName(v.mode),
-              relaxed ? " (FLUSH means prefix consistency, not durability)" : "");
+              relaxed ? " (FLUSH means prefix consistency, not durability)" : "", lease.c_str());
   }
   fprintf(stderr, "flurry-disk: ready (nbd://%s:%u/%s%s%s%s%s)\n", lhp->host.c_str(), port, infos[0].name.c_str(),
           unix_path.empty() ? "" : ", unix ", unix_path.c_str(), fuse_dir.empty() ? "" : ", fuse ",

@@ -52,6 +52,7 @@ Result<Volume> MakeVolume(const VolumeInfo& vol, FdsClient* fds, const EngineOpt
   so.loop = opts.loop;
   so.dirty_linger_ms = opts.dirty_linger_ms;
   so.read_only = opts.read_only;
+  so.gate = opts.gate;
   v.blob = std::make_unique<StripedBlob>(fds, ref, std::move(*map), so);
   auto e = MakeEngine(vol, v.blob.get(), opts, why);
   if (!e) return Result<Volume>::error(e.err());

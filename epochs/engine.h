@@ -30,6 +30,7 @@
 #include "common/result.h"
 #include "meta/meta_types.h"
 #include "nbdserver/block_device.h"
+#include "striping/write_gate.h"
 
 namespace flurry {
 
@@ -49,6 +50,7 @@ struct EngineOptions {
   uint64_t max_unretired_epochs = 4096;
   uint32_t checkpoint_interval_ms = 5000;      // log mode
   uint32_t dirty_linger_ms = 10000;            // R > 1: write-intent bits (striped_blob.h)
+  const WriteGate* gate = nullptr;             // the volume's write lease (striping/write_gate.h)
 };
 
 uint64_t EngineBlobSize(const VolumeInfo& vol);

@@ -72,7 +72,7 @@ MetaReply MetaClient::Call(const std::string& request) {
       std::string msg = sp == std::string::npos ? rest : rest.substr(sp + 1);
       std::string code = rest.substr(0, sp);
       int e = code == "ENOENT" ? -ENOENT : code == "EEXIST" ? -EEXIST : code == "EINVAL" ? -EINVAL
-            : code == "ENOSPC" ? -ENOSPC : code == "EBUSY" ? -EBUSY : -EIO;
+            : code == "ENOSPC" ? -ENOSPC : code == "EBUSY" ? -EBUSY : code == "ESTALE" ? -ESTALE : -EIO;
       rep.status = Status::Error(e, msg);
       return rep;
     }

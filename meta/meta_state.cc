@@ -39,6 +39,7 @@ const char* ErrName(int e) {
     case EINVAL: return "EINVAL";
     case ENOSPC: return "ENOSPC";
     case EBUSY: return "EBUSY";
+    case ESTALE: return "ESTALE";
     default: return "EIO";
   }
 }
@@ -101,6 +102,17 @@ Status MetaState::Load() {
       auto v = VolumeInfo::Parse(lines[i].substr(7));
       if (!v) return Status::Error(-EINVAL, "bad volume line in state: " + lines[i]);
       volumes_[v->name] = *v;
+    } else if (w[0] == "lease" && (w.size() == 4 || w.size() == 5)) {
+      // lease <volume> <gen> <ttl_ms> [<holder>]: held until its ttl has
+      // passed since this start, unless the holder renews it.
+      Lease l;
+      l.gen = strtoull(w[2].c_str(), nullptr, 10);
+      l.ttl_ms = strtoull(w[3].c_str(), nullptr, 10);
+      if (w.size() == 5) {
+        l.holder = w[4];
+        l.expires_ms = NowMs() + l.ttl_ms;
+      }
+      leases_[w[1]] = l;
     }
   }
   FLOG_INFO("loaded state: %zu servers, TLT v%" PRIu64 " with %zu rows, %zu volumes",
@@ -119,6 +131,9 @@ Status MetaState::Save() {
     body += "\n";
   }
   for (const auto& [n, v] : volumes_) body += "volume " + v.Serialize() + "\n";
+  for (const auto& [n, l] : leases_)
+    body += "lease " + n + " " + std::to_string(l.gen) + " " + std::to_string(l.ttl_ms) +
+            (l.holder.empty() ? "" : " " + l.holder) + "\n";
   char sum[32];
   snprintf(sum, sizeof sum, "checksum %016" PRIx64 "\n", Checksum(body.data(), body.size()));
   body += sum;
@@ -279,7 +294,82 @@ std::string MetaState::Handle(const std::string& line) {
                "volumes " + std::to_string(volumes_.size())});
   }
   if (cmd == "VOLUME") return CmdVolume(w);
+  if (cmd == "LEASE") return CmdLease(w);
   return Err(-EINVAL, "unknown request '" + cmd + "'");
+}
+
+std::string MetaState::CmdLease(const std::vector<std::string>& w) {
+  static const char* kUsage =
+      "usage: LEASE ACQUIRE <volume> <ttl_ms> <holder> | RENEW <volume> <gen> | RELEASE <volume> <gen> | "
+      "BREAK <volume> <gen> | INFO <volume>";
+  if (w.size() < 3) return Err(-EINVAL, kUsage);
+  const std::string& sub = w[1];
+  const std::string& name = w[2];
+  if (volumes_.find(name) == volumes_.end()) return Err(-ENOENT, "no volume named '" + name + "'");
+  auto num = [](const std::string& t, uint64_t* v) {
+    char* end = nullptr;
+    errno = 0;
+    *v = strtoull(t.c_str(), &end, 10);
+    return errno == 0 && end != t.c_str() && *end == 0;
+  };
+  uint64_t now = NowMs();
+  Lease& l = leases_[name];
+  auto describe = [&] {
+    return "gen=" + std::to_string(l.gen) + " remaining_ms=" +
+           std::to_string(LeaseHeld(l, now) ? l.expires_ms - now : 0) + " holder=" + l.holder;
+  };
+  if (sub == "INFO" && w.size() == 3) {
+    if (l.holder.empty()) return Ok({"gen=" + std::to_string(l.gen) + " free"});
+    return Ok({describe()});
+  }
+  if (sub == "ACQUIRE" && w.size() == 5) {
+    uint64_t ttl = 0;
+    const std::string& holder = w[4];
+    if (!num(w[3], &ttl) || ttl < 100 || ttl > 3600000) return Err(-EINVAL, "lease ttl_ms must be 100..3600000");
+    if (holder.empty() || holder.size() > 200) return Err(-EINVAL, "lease holder must be 1..200 characters");
+    if (LeaseHeld(l, now)) return Err(-EBUSY, "lease held: " + describe());
+    Lease next = l;
+    next.gen++;
+    next.holder = holder;
+    next.ttl_ms = ttl;
+    next.expires_ms = now + ttl;
+    Lease old = l;
+    l = next;
+    Status s = Save();
+    if (!s.ok()) {
+      l = old;
+      return Err(s.code(), s.message());
+    }
+    FLOG_INFO("volume '%s': write lease generation %" PRIu64 " granted to %s for %" PRIu64 " ms", name.c_str(),
+              l.gen, holder.c_str(), ttl);
+    return Ok({"gen " + std::to_string(l.gen) + " ttl_ms " + std::to_string(ttl)});
+  }
+  uint64_t gen = 0;
+  if (w.size() != 4 || !num(w[3], &gen)) return Err(-EINVAL, kUsage);
+  if (sub == "RENEW") {
+    // Also after the lease lapsed, as long as nobody took it meanwhile: its
+    // holder stopped writing when it could not renew in time.
+    if (l.gen != gen || l.holder.empty()) return Err(-ESTALE, "lease lost: " + describe());
+    l.expires_ms = now + l.ttl_ms;
+    return Ok({"ttl_ms " + std::to_string(l.ttl_ms)});
+  }
+  if (sub == "RELEASE" || sub == "BREAK") {
+    if (l.gen != gen || l.holder.empty()) {
+      if (sub == "RELEASE") return Ok({"not held"});
+      return Err(-ESTALE, "lease changed meanwhile: " + describe());
+    }
+    Lease old = l;
+    l.holder.clear();
+    Status s = Save();
+    if (!s.ok()) {
+      l = old;
+      return Err(s.code(), s.message());
+    }
+    FLOG_INFO("volume '%s': write lease generation %" PRIu64 " %s (holder %s)", name.c_str(), gen,
+              sub == "RELEASE" ? "released" : "broken: its holder is gone", old.holder.c_str());
+    return Ok({sub == "RELEASE" ? "released" : "broken"});
+  }
+  return Err(-EINVAL, kUsage);
 }
 
 std::string MetaState::CmdVolume(const std::vector<std::string>& w) {
@@ -301,8 +391,14 @@ std::string MetaState::CmdVolume(const std::vector<std::string>& w) {
   }
   if (sub == "DELETE") {
     if (it == volumes_.end()) return Err(-ENOENT, "no volume named '" + name + "'");
+    auto lt = leases_.find(name);
+    uint64_t now = NowMs();
+    if (lt != leases_.end() && LeaseHeld(lt->second, now))
+      return Err(-EBUSY, "volume '" + name + "' is being served by " + lt->second.holder +
+                             " (write lease, generation " + std::to_string(lt->second.gen) + "); stop it first");
     VolumeInfo v = it->second;
     volumes_.erase(it);
+    if (lt != leases_.end()) leases_.erase(lt);
     Status s = Save();
     if (!s.ok()) return Err(s.code(), s.message());
     return Ok({v.Serialize()});  // the caller deletes the blob's tracts

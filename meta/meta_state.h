@@ -12,6 +12,11 @@
 //   heartbeat_timeout_ms is replaced in every row it holds by a live server
 //   not already in that row (distinct zone when zones allow), marked
 //   recovering, and the TLT version is bumped.
+// - Write leases (LEASE ACQUIRE|RENEW|RELEASE|BREAK|INFO): one writer per
+//   volume. A lease is granted for ttl_ms and lapses unless renewed; every
+//   grant bumps the volume's lease generation. Leases are persisted: after a
+//   restart a held lease stays held for its ttl (its holder renews it). The
+//   holder must stop writing when it cannot renew in time (daemon/lease.h).
 #pragma once
 
 #include <cstdint>
@@ -58,6 +63,14 @@ class MetaState {
   Status BuildTlt();
   std::string TltText() const;
   std::string CmdVolume(const std::vector<std::string>& args);
+  std::string CmdLease(const std::vector<std::string>& args);
+  struct Lease {
+    uint64_t gen = 0;           // last generation granted (persisted, only grows)
+    std::string holder;         // empty: free
+    uint64_t ttl_ms = 0;
+    uint64_t expires_ms = 0;    // monotonic; not persisted (restart: now + ttl)
+  };
+  bool LeaseHeld(const Lease& l, uint64_t now) const { return !l.holder.empty() && now < l.expires_ms; }
   static std::string Ok(const std::vector<std::string>& lines);
   static std::string Err(int neg_errno, const std::string& msg);
 
@@ -67,6 +80,7 @@ class MetaState {
   uint64_t tlt_version_ = 0;
   std::vector<std::vector<std::pair<std::string, bool>>> rows_;  // (uuid, recovering)
   std::map<std::string, VolumeInfo> volumes_;
+  std::map<std::string, Lease> leases_;  // by volume name
   uint64_t next_blob_ = 1;
   uint64_t repaired_entries_ = 0, repaired_bytes_ = 0;
 };

@@ -58,6 +58,7 @@ StripedBlob::StripedBlob(FdsClient* fds, BlobRef blob, StripeMap map, Options op
 StripedBlob::~StripedBlob() {
   *alive_ = false;
   if (intent_) opts_.loop->CancelTimer(sweep_timer_);
+  if (gate_timer_armed_) opts_.loop->CancelTimer(gate_timer_);
 }
 
 void StripedBlob::SweepTick() {
@@ -69,6 +70,9 @@ void StripedBlob::SweepTick() {
 }
 
 void StripedBlob::PersistIntent(uint64_t chunk, const uint8_t* data, Done done) {
+  // Sets come right after WithIntent's check; this stops a clear by a writer
+  // that lost the volume (it would overwrite the new writer's bits).
+  if (int g = GateCheck(); g != 0) return done(g);
   uint64_t byte = chunk * WriteIntent::kChunk;
   // Our own copy: the request may outlive this blob (and WriteIntent's image).
   auto copy = std::make_shared<std::vector<uint8_t>>(data, data + WriteIntent::kChunk);
@@ -101,9 +105,58 @@ void StripedBlob::Fenced(int err) {
              "every later write here fails", BlobName().c_str());
 }
 
+int StripedBlob::GateCheck() {
+  if (fenced_) return -EPERM;
+  if (!opts_.gate) return 0;
+  int g = opts_.gate->Check(Loop::NowNs());
+  if (g == -EPERM) {
+    fenced_ = true;
+    FLOG_ERROR("blob %s: %s lost (another writer holds this volume); every later write here fails",
+               BlobName().c_str(), opts_.gate->what());
+  }
+  return g;
+}
+
+void StripedBlob::WaitForGate(std::function<void()> retry) {
+  if (gate_waiters_.empty()) gate_wait_since_ns_ = gate_logged_ns_ = Loop::NowNs();
+  gate_waiters_.push_back(std::move(retry));
+  if (gate_timer_armed_ || !opts_.loop) return;
+  gate_timer_armed_ = true;
+  gate_timer_ = opts_.loop->AddTimer(20 * 1000000ull, [this] {
+    gate_timer_armed_ = false;
+    GateTick();
+  });
+}
+
+void StripedBlob::GateTick() {
+  uint64_t now = Loop::NowNs();
+  if (GateCheck() == -EAGAIN) {
+    if (now - gate_logged_ns_ >= 5000000000ull) {
+      gate_logged_ns_ = now;
+      FLOG_WARN("blob %s: %zu writes have waited %.0f s for the %s (is flurry-meta reachable?)",
+                BlobName().c_str(), gate_waiters_.size(), (now - gate_wait_since_ns_) / 1e9, opts_.gate->what());
+    }
+    gate_timer_armed_ = true;
+    gate_timer_ = opts_.loop->AddTimer(20 * 1000000ull, [this] {
+      gate_timer_armed_ = false;
+      GateTick();
+    });
+    return;
+  }
+  auto waiters = std::move(gate_waiters_);
+  gate_waiters_.clear();
+  for (auto& w : waiters) w();  // each checks again: runs, fails, or waits anew
+}
+
 void StripedBlob::WithIntent(uint64_t off, uint64_t len, std::function<void(Done)> op, Done done) {
   // Once fenced, stay fenced: a reconnect must not get our writes past it.
-  if (fenced_) return done(-EPERM);
+  // Without the write lease, wait for it (or fail for good once it is lost).
+  if (int g = GateCheck(); g != 0) {
+    if (g != -EAGAIN || !opts_.loop) return done(g);
+    return WaitForGate([this, off, len, op = std::move(op), done = std::move(done)]() mutable {
+      WithIntent(off, len, std::move(op), std::move(done));
+    });
+  }
   if (!intent_) {
     return op([this, alive = alive_, done = std::move(done)](int r) {
       if (*alive) Fenced(r);
@@ -179,7 +232,7 @@ void StripedBlob::MarkSuspect(uint64_t t, int err) {
 // Background repair of one suspect tract at a time: hold new writes to it,
 // let those in flight finish, compare and copy, release the writes.
 void StripedBlob::RepairNext(uint64_t now) {
-  if (fenced_ || repair_.active || suspects_.empty() || now < repair_.not_before_ns) return;
+  if (repair_.active || suspects_.empty() || now < repair_.not_before_ns || GateCheck() != 0) return;
   auto it = suspects_.upper_bound(repair_.tract);
   if (it == suspects_.end()) it = suspects_.begin();
   repair_.active = true;

@@ -34,6 +34,7 @@
 #include "epochs/blob_io.h"
 #include "fdsclient/fds_client.h"
 #include "striping/striping.h"
+#include "striping/write_gate.h"
 #include "striping/write_intent.h"
 
 namespace flurry {
@@ -46,6 +47,10 @@ class StripedBlob : public BlobIo {
     Loop* loop = nullptr;            // needed for the intent bitmap (sweep timer)
     uint32_t dirty_linger_ms = 10000; // a tract stays marked this long after its last write
     bool read_only = false;          // Recover() reports but does not resync
+    // Asked before every write (write_gate.h): writes wait while it says
+    // -EAGAIN and fail for good (like a fence) once it says -EPERM. None:
+    // always allowed. Must outlive the blob.
+    const WriteGate* gate = nullptr;
   };
   struct RecoverStats {
     uint64_t marked = 0, differing = 0, chunks_copied = 0, unresolved = 0;
@@ -101,6 +106,12 @@ class StripedBlob : public BlobIo {
   std::string BlobName() const;  // for log lines
   void MarkSuspect(uint64_t t, int err);
   void Fenced(int err);
+  // 0: may write; -EPERM: never (fenced, or the gate says so); -EAGAIN: the
+  // gate says not yet.
+  int GateCheck();
+  // Runs retry once the gate opens or closes for good (polled).
+  void WaitForGate(std::function<void()> retry);
+  void GateTick();
   void RepairNext(uint64_t now_ns);
   void StartRepair();
   struct RecoverState;
@@ -116,6 +127,10 @@ class StripedBlob : public BlobIo {
   RecoverStats rstats_;
   std::set<uint64_t> suspects_;
   bool fenced_ = false;  // a newer writer fenced the blob: every write fails
+  std::vector<std::function<void()>> gate_waiters_;
+  Loop::TimerId gate_timer_;
+  bool gate_timer_armed_ = false;
+  uint64_t gate_wait_since_ns_ = 0, gate_logged_ns_ = 0;
   // Tracts being repaired, with the writes waiting for them.
   std::unordered_map<uint64_t, std::vector<std::function<void()>>> gated_;
   struct {

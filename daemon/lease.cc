@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/lease.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "common/log.h"
+#include "common/loop.h"
+
+namespace flurry {
+namespace {
+
+std::string ReadFirstLine(const std::string& path) {
+  std::ifstream in(path);
+  std::string l;
+  std::getline(in, l);
+  return l;
+}
+
+// Field 3 (state) and 22 (start time, clock ticks since boot) of
+// /proc/PID/stat; false when the process does not exist.
+bool ProcStat(const std::string& pid, char* state, std::string* start) {
+  std::string l = ReadFirstLine("/proc/" + pid + "/stat");
+  size_t rp = l.rfind(')');
+  if (l.empty() || rp == std::string::npos) return false;
+  std::istringstream in(l.substr(rp + 1));
+  std::vector<std::string> f;
+  std::string w;
+  while (in >> w) f.push_back(w);
+  if (f.size() < 20) return false;
+  *state = f[0][0];
+  *start = f[19];
+  return true;
+}
+
+std::string Host() {
+  char h[256] = {0};
+  gethostname(h, sizeof h - 1);
+  std::string s(h);
+  for (char& c : s)
+    if (!isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '_';
+  return s.empty() ? "localhost" : s.substr(0, 64);
+}
+
+std::string BootId() {
+  std::string b = ReadFirstLine("/proc/sys/kernel/random/boot_id");
+  b.erase(std::remove(b.begin(), b.end(), '-'), b.end());
+  return b.empty() ? "noboot" : b.substr(0, 16);
+}
+
+std::vector<std::string> SplitSlash(const std::string& s) {
+  std::vector<std::string> v;
+  size_t p = 0;
+  for (;;) {
+    size_t q = s.find('/', p);
+    v.push_back(s.substr(p, q == std::string::npos ? std::string::npos : q - p));
+    if (q == std::string::npos) return v;
+    p = q + 1;
+  }
+}
+
+// "key=value" out of flurry-meta's "lease held: gen=G remaining_ms=R holder=H".
+std::string Field(const std::string& msg, const std::string& key) {
+  size_t p = msg.find(key + "=");
+  if (p == std::string::npos) return "";
+  p += key.size() + 1;
+  size_t e = msg.find(' ', p);
+  return msg.substr(p, e == std::string::npos ? std::string::npos : e - p);
+}
+
+void SleepMs(uint64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+}  // namespace
+
+std::string VolumeLease::SelfHolder() {
+  char state = 0;
+  std::string start;
+  std::string pid = std::to_string(getpid());
+  if (!ProcStat(pid, &state, &start)) start = "0";
+  return "flurry-disk/" + Host() + "/" + BootId() + "/" + pid + "/" + start;
+}
+
+int VolumeLease::LocalHolderAlive(const std::string& holder) {
+  auto f = SplitSlash(holder);
+  if (f.size() != 5 || f[0] != "flurry-disk" || f[1] != Host() || f[2] != BootId()) return -1;
+  if (f[3].empty() || f[3].find_first_not_of("0123456789") != std::string::npos) return -1;
+  char state = 0;
+  std::string start;
+  if (!ProcStat(f[3], &state, &start)) return 0;
+  if (start != f[4] || state == 'Z' || state == 'X') return 0;  // pid reused, or exited
+  return 1;
+}
+
+VolumeLease::VolumeLease(const HostPort& meta, std::string volume, Options opts)
+    : mc_(meta, static_cast<int>(std::clamp<uint32_t>(opts.ttl_ms / 4, 250, 3000))),
+      volume_(std::move(volume)),
+      opts_(opts) {}
+
+Result<std::unique_ptr<VolumeLease>> VolumeLease::Acquire(const HostPort& meta, const std::string& volume,
+                                                          Options opts, Status* why) {
+  std::unique_ptr<VolumeLease> l(new VolumeLease(meta, volume, opts));
+  const std::string self = SelfHolder();
+  uint64_t t_start = Loop::NowNs();
+  int64_t budget_ms = opts.wait_ms;  // -1 until the holder's remaining ttl is known
+  bool told = false;
+  for (;;) {
+    uint64_t t_send = Loop::NowNs();
+    MetaReply rep = l->mc_.Call("LEASE ACQUIRE " + volume + " " + std::to_string(opts.ttl_ms) + " " + self);
+    if (rep.status.ok()) {
+      unsigned long long gen = 0;
+      if (rep.lines.empty() || sscanf(rep.lines[0].c_str(), "gen %llu", &gen) != 1) {
+        *why = Status::Error(-EIO, "malformed LEASE reply from flurry-meta");
+        return Result<std::unique_ptr<VolumeLease>>::error(-EIO);
+      }
+      l->gen_ = gen;
+      l->valid_until_ns_ = t_send + static_cast<uint64_t>(opts.ttl_ms) * 750000;
+      break;
+    }
+    if (rep.status.code() != -EBUSY) {
+      *why = Status::Error(rep.status.code(), "write lease of volume '" + volume + "': " + rep.status.message());
+      return Result<std::unique_ptr<VolumeLease>>::error(rep.status.code());
+    }
+    const std::string& msg = rep.status.message();
+    std::string holder = Field(msg, "holder"), gen = Field(msg, "gen");
+    uint64_t remaining = strtoull(Field(msg, "remaining_ms").c_str(), nullptr, 10);
+    int alive = LocalHolderAlive(holder);
+    if (alive == 0) {
+      // Its process is gone (SIGKILL, crash): nothing can write with it any
+      // more, so its lease need not lapse first.
+      FLOG_INFO("volume '%s': the previous writer (%s) is gone; breaking its write lease (generation %s)",
+                volume.c_str(), holder.c_str(), gen.c_str());
+      MetaReply b = l->mc_.Call("LEASE BREAK " + volume + " " + gen);
+      if (!b.status.ok() && b.status.code() != -ESTALE) {
+        *why = Status::Error(b.status.code(), "breaking the write lease of volume '" + volume + "': " +
+                                                  b.status.message());
+        return Result<std::unique_ptr<VolumeLease>>::error(b.status.code());
+      }
+      continue;
+    }
+    auto busy = [&](const std::string& extra) {
+      *why = Status::Error(-EBUSY, "volume '" + volume + "' is being served by " +
+                                       (alive == 1 ? "flurry-disk pid " + SplitSlash(holder)[3] + " on this host"
+                                                   : holder) +
+                                       " (it holds the volume's write lease, generation " + gen + ")" + extra);
+      return Result<std::unique_ptr<VolumeLease>>::error(-EBUSY);
+    };
+    if (alive == 1 && opts.wait_ms < 0)
+      return busy("; stop it first (`flurry serve --stop " + volume + "`, or kill that pid)");
+    if (budget_ms < 0) budget_ms = static_cast<int64_t>(remaining) + 1000;
+    uint64_t waited_ms = (Loop::NowNs() - t_start) / 1000000;
+    uint64_t step = std::min<uint64_t>(remaining + 50, 500);
+    if (static_cast<int64_t>(waited_ms + std::min<uint64_t>(remaining, step)) > budget_ms)
+      return busy("; its lease has " + std::to_string(remaining) + " ms left after waiting " +
+                  std::to_string(waited_ms) + " ms");
+    if (!told) {
+      told = true;
+      FLOG_INFO("volume '%s': write lease held by %s for another %llu ms; waiting up to %lld ms for it to lapse",
+                volume.c_str(), holder.c_str(), (unsigned long long)remaining, (long long)budget_ms);
+    }
+    SleepMs(step);
+  }
+  l->renewer_ = std::thread([p = l.get()] { p->RenewLoop(); });
+  return l;
+}
+
+void VolumeLease::RenewLoop() {
+  const uint64_t ttl_ns = static_cast<uint64_t>(opts_.ttl_ms) * 1000000;
+  uint64_t next = Loop::NowNs() + ttl_ns / 4;
+  uint64_t last_warn = 0;
+  bool late = false;
+  std::unique_lock<std::mutex> g(mu_);
+  for (;;) {
+    uint64_t now = Loop::NowNs();
+    if (now < next) cv_.wait_for(g, std::chrono::nanoseconds(next - now));
+    if (stop_) return;
+    if (Loop::NowNs() < next) continue;
+    g.unlock();
+    uint64_t t_send = Loop::NowNs();
+    MetaReply rep = mc_.Call("LEASE RENEW " + volume_ + " " + std::to_string(gen_));
+    uint64_t t_done = Loop::NowNs();
+    g.lock();
+    if (rep.status.ok()) {
+      valid_until_ns_ = t_send + ttl_ns * 3 / 4;
+      next = t_send + ttl_ns / 4;
+      if (late) FLOG_INFO("volume '%s': write lease renewed again", volume_.c_str());
+      late = false;
+      continue;
+    }
+    if (rep.status.code() == -ESTALE) {
+      lost_ = true;
+      FLOG_ERROR("volume '%s': write lease lost (%s): another writer took the volume over; every later write "
+                 "of this flurry-disk to it fails", volume_.c_str(), rep.status.message().c_str());
+      return;
+    }
+    late = true;
+    if (t_done - last_warn >= 5000000000ull) {
+      last_warn = t_done;
+      FLOG_WARN("volume '%s': cannot renew the write lease: %s (writes wait once it is %s)", volume_.c_str(),
+                rep.status.ToString().c_str(),
+                t_done < valid_until_ns_ ? "due" : "overdue: they are waiting now");
+    }
+    next = t_done + std::min<uint64_t>(ttl_ns / 4, 500000000ull);
+  }
+}
+
+int VolumeLease::Check(uint64_t now_ns) const {
+  if (lost_.load(std::memory_order_relaxed)) return -EPERM;
+  return now_ns < valid_until_ns_.load(std::memory_order_relaxed) ? 0 : -EAGAIN;
+}
+
+void VolumeLease::Release() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (released_) return;
+    released_ = true;
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (renewer_.joinable()) renewer_.join();
+  if (lost_) return;
+  valid_until_ns_ = 0;
+  MetaReply rep = mc_.Call("LEASE RELEASE " + volume_ + " " + std::to_string(gen_));
+  if (!rep.status.ok())
+    FLOG_WARN("volume '%s': could not release the write lease (%s); it lapses in %u ms", volume_.c_str(),
+              rep.status.ToString().c_str(), opts_.ttl_ms);
+}
+
+VolumeLease::~VolumeLease() { Release(); }
+
+}  // namespace flurry

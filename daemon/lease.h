@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// VolumeLease: flurry-disk's write lease on one volume, held at flurry-meta
+// (LEASE commands, docs/PROTOCOL.md "flurry-meta"). One writer per volume:
+// a second flurry-disk, wherever it listens, cannot open a volume another
+// one serves, and a writer that lost its lease (it stalled, or could not
+// reach flurry-meta, for longer than the lease's ttl while another took the
+// volume over) stops writing by itself.
+//
+// Contract
+// - Acquire() blocks: it asks flurry-meta for the lease. If another holder
+//   has it: a holder on this host whose process is gone (killed, crashed) is
+//   broken at once; a live one on this host is an error at once (unless
+//   wait_ms was given); any other is waited for until its lease lapses,
+//   within wait_ms (default: its remaining ttl + 1 s).
+// - While held, a thread renews it every ttl/4. The lease counts as valid
+//   until ttl * 3/4 after the send time of the last renewal that succeeded
+//   (flurry-meta lets it lapse ttl after it received that renewal; the
+//   quarter is the margin for clock rates and requests in flight). Check()
+//   (WriteGate) says 0 while valid, -EAGAIN while renewing late, -EPERM for
+//   good once flurry-meta says it is lost (another generation was granted).
+// - Release() (clean shutdown, after the last write is durable) gives it
+//   back; the destructor releases it too unless it was lost.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "common/result.h"
+#include "common/units.h"
+#include "meta/meta_client.h"
+#include "striping/write_gate.h"
+
+namespace flurry {
+
+class VolumeLease : public WriteGate {
+ public:
+  struct Options {
+    uint32_t ttl_ms = 10000;
+    int64_t wait_ms = -1;  // -1: the default rule above
+  };
+  static Result<std::unique_ptr<VolumeLease>> Acquire(const HostPort& meta, const std::string& volume,
+                                                      Options opts, Status* why);
+  ~VolumeLease() override;
+
+  int Check(uint64_t now_ns) const override;
+  const char* what() const override { return "write lease"; }
+  void Release();
+  uint64_t gen() const { return gen_; }
+
+  // This process's holder id: flurry-disk/HOST/BOOT_ID/PID/STARTTIME.
+  static std::string SelfHolder();
+  // For a holder id of this host (same boot): 1 its process is running,
+  // 0 it is gone; -1 not this host's (or not one of ours).
+  static int LocalHolderAlive(const std::string& holder);
+
+ private:
+  VolumeLease(const HostPort& meta, std::string volume, Options opts);
+  void RenewLoop();
+
+  MetaClient mc_;
+  std::string volume_;
+  Options opts_;
+  uint64_t gen_ = 0;
+  std::atomic<uint64_t> valid_until_ns_{0};
+  std::atomic<bool> lost_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;  // GUARDED_BY(mu_)
+  bool released_ = false;
+  std::thread renewer_;
+};
+
+}  // namespace flurry
