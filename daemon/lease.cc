@@ -74,7 +74,24 @@ std::string Field(const std::string& msg, const std::string& key) {
   return msg.substr(p, e == std::string::npos ? std::string::npos : e - p);
 }
 
-void SleepMs(uint64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+std::string PidNs() {
+  char b[64] = {0};
+  ssize_t n = readlink("/proc/self/ns/pid", b, sizeof b - 1);
+  std::string s(b, n > 0 ? static_cast<size_t>(n) : 0);
+  std::string d;
+  for (char c : s)
+    if (isdigit(static_cast<unsigned char>(c))) d += c;
+  return d.empty() ? "0" : d;
+}
+
+// Lease validity keeps counting while the machine is suspended.
+uint64_t BootNs() {
+  timespec ts;
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+bool Transient(int err) { return err != -EBUSY && err != -ENOENT && err != -EINVAL && err != -ESTALE; }
 
 }  // namespace
 
@@ -83,22 +100,25 @@ std::string VolumeLease::SelfHolder() {
   std::string start;
   std::string pid = std::to_string(getpid());
   if (!ProcStat(pid, &state, &start)) start = "0";
-  return "flurry-disk/" + Host() + "/" + BootId() + "/" + pid + "/" + start;
+  return "flurry-disk/" + Host() + "/" + BootId() + "/" + PidNs() + "/" + pid + "/" + start;
 }
 
 int VolumeLease::LocalHolderAlive(const std::string& holder) {
   auto f = SplitSlash(holder);
-  if (f.size() != 5 || f[0] != "flurry-disk" || f[1] != Host() || f[2] != BootId()) return -1;
-  if (f[3].empty() || f[3].find_first_not_of("0123456789") != std::string::npos) return -1;
+  // Another host, boot or pid namespace: its pid means nothing here.
+  if (f.size() != 6 || f[0] != "flurry-disk" || f[1] != Host() || f[2] != BootId() || f[3] != PidNs()) return -1;
+  if (f[4].empty() || f[4].find_first_not_of("0123456789") != std::string::npos) return -1;
   char state = 0;
   std::string start;
-  if (!ProcStat(f[3], &state, &start)) return 0;
-  if (start != f[4] || state == 'Z' || state == 'X') return 0;  // pid reused, or exited
+  if (!ProcStat(f[4], &state, &start)) return 0;
+  if (start != f[5] || state == 'Z' || state == 'X') return 0;  // pid reused, or exited
   return 1;
 }
 
 VolumeLease::VolumeLease(const HostPort& meta, std::string volume, Options opts)
-    : mc_(meta, static_cast<int>(std::clamp<uint32_t>(opts.ttl_ms / 4, 250, 3000))),
+    // Safety does not depend on this timeout (validity counts from the send
+    // time), so it need not shrink with the ttl; ACQUIRE syncs meta's state.
+    : mc_(meta, 3000),
       volume_(std::move(volume)),
       opts_(opts) {}
 
@@ -106,29 +126,50 @@ Result<std::unique_ptr<VolumeLease>> VolumeLease::Acquire(const HostPort& meta, 
                                                           Options opts, Status* why) {
   std::unique_ptr<VolumeLease> l(new VolumeLease(meta, volume, opts));
   const std::string self = SelfHolder();
+  auto sleep = opts.sleep ? opts.sleep : [](uint32_t ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return true;
+  };
+  auto fail = [&](int err, const std::string& msg) {
+    *why = Status::Error(err, msg);
+    return Result<std::unique_ptr<VolumeLease>>::error(err);
+  };
   uint64_t t_start = Loop::NowNs();
+  uint64_t t_first = 0;  // send time of the first ACQUIRE: a grant came after it
   int64_t budget_ms = opts.wait_ms;  // -1 until the holder's remaining ttl is known
   bool told = false;
+  int transient = 0;
   for (;;) {
-    uint64_t t_send = Loop::NowNs();
+    uint64_t t_send = BootNs();
+    if (t_first == 0) t_first = t_send;
     MetaReply rep = l->mc_.Call("LEASE ACQUIRE " + volume + " " + std::to_string(opts.ttl_ms) + " " + self);
     if (rep.status.ok()) {
       unsigned long long gen = 0;
-      if (rep.lines.empty() || sscanf(rep.lines[0].c_str(), "gen %llu", &gen) != 1) {
-        *why = Status::Error(-EIO, "malformed LEASE reply from flurry-meta");
-        return Result<std::unique_ptr<VolumeLease>>::error(-EIO);
-      }
+      if (rep.lines.empty() || sscanf(rep.lines[0].c_str(), "gen %llu", &gen) != 1)
+        return fail(-EIO, "malformed LEASE reply from flurry-meta");
       l->gen_ = gen;
       l->valid_until_ns_ = t_send + static_cast<uint64_t>(opts.ttl_ms) * 750000;
       break;
     }
-    if (rep.status.code() != -EBUSY) {
-      *why = Status::Error(rep.status.code(), "write lease of volume '" + volume + "': " + rep.status.message());
-      return Result<std::unique_ptr<VolumeLease>>::error(rep.status.code());
+    int err = rep.status.code();
+    if (Transient(err)) {
+      // flurry-meta unreachable or slow: an earlier ACQUIRE of ours may
+      // have been granted meanwhile (then the next reply names us).
+      if (++transient > 10)
+        return fail(err, "write lease of volume '" + volume + "': " + rep.status.ToString());
+      if (!sleep(500)) return fail(-EINTR, "interrupted while taking the write lease of volume '" + volume + "'");
+      continue;
     }
+    if (err != -EBUSY) return fail(err, "write lease of volume '" + volume + "': " + rep.status.message());
     const std::string& msg = rep.status.message();
     std::string holder = Field(msg, "holder"), gen = Field(msg, "gen");
     uint64_t remaining = strtoull(Field(msg, "remaining_ms").c_str(), nullptr, 10);
+    if (holder == self) {
+      // Ours, from an ACQUIRE whose reply was lost: valid from the first send.
+      l->gen_ = strtoull(gen.c_str(), nullptr, 10);
+      l->valid_until_ns_ = t_first + static_cast<uint64_t>(opts.ttl_ms) * 750000;
+      break;
+    }
     int alive = LocalHolderAlive(holder);
     if (alive == 0) {
       // Its process is gone (SIGKILL, crash): nothing can write with it any
@@ -136,19 +177,14 @@ Result<std::unique_ptr<VolumeLease>> VolumeLease::Acquire(const HostPort& meta, 
       FLOG_INFO("volume '%s': the previous writer (%s) is gone; breaking its write lease (generation %s)",
                 volume.c_str(), holder.c_str(), gen.c_str());
       MetaReply b = l->mc_.Call("LEASE BREAK " + volume + " " + gen);
-      if (!b.status.ok() && b.status.code() != -ESTALE) {
-        *why = Status::Error(b.status.code(), "breaking the write lease of volume '" + volume + "': " +
-                                                  b.status.message());
-        return Result<std::unique_ptr<VolumeLease>>::error(b.status.code());
-      }
+      if (!b.status.ok() && b.status.code() != -ESTALE && !Transient(b.status.code()))
+        return fail(b.status.code(), "breaking the write lease of volume '" + volume + "': " + b.status.message());
       continue;
     }
     auto busy = [&](const std::string& extra) {
-      *why = Status::Error(-EBUSY, "volume '" + volume + "' is being served by " +
-                                       (alive == 1 ? "flurry-disk pid " + SplitSlash(holder)[3] + " on this host"
-                                                   : holder) +
-                                       " (it holds the volume's write lease, generation " + gen + ")" + extra);
-      return Result<std::unique_ptr<VolumeLease>>::error(-EBUSY);
+      return fail(-EBUSY, "volume '" + volume + "' is being served by " +
+                              (alive == 1 ? "flurry-disk pid " + SplitSlash(holder)[4] + " on this host" : holder) +
+                              " (it holds the volume's write lease, generation " + gen + ")" + extra);
     };
     if (alive == 1 && opts.wait_ms < 0)
       return busy("; stop it first (`flurry serve --stop " + volume + "`, or kill that pid)");
@@ -163,7 +199,8 @@ Result<std::unique_ptr<VolumeLease>> VolumeLease::Acquire(const HostPort& meta, 
       FLOG_INFO("volume '%s': write lease held by %s for another %llu ms; waiting up to %lld ms for it to lapse",
                 volume.c_str(), holder.c_str(), (unsigned long long)remaining, (long long)budget_ms);
     }
-    SleepMs(step);
+    if (!sleep(static_cast<uint32_t>(step)))
+      return fail(-EINTR, "interrupted while waiting for the write lease of volume '" + volume + "'");
   }
   l->renewer_ = std::thread([p = l.get()] { p->RenewLoop(); });
   return l;
@@ -171,19 +208,19 @@ Result<std::unique_ptr<VolumeLease>> VolumeLease::Acquire(const HostPort& meta, 
 
 void VolumeLease::RenewLoop() {
   const uint64_t ttl_ns = static_cast<uint64_t>(opts_.ttl_ms) * 1000000;
-  uint64_t next = Loop::NowNs() + ttl_ns / 4;
+  uint64_t next = BootNs() + ttl_ns / 4;
   uint64_t last_warn = 0;
   bool late = false;
   std::unique_lock<std::mutex> g(mu_);
   for (;;) {
-    uint64_t now = Loop::NowNs();
+    uint64_t now = BootNs();
     if (now < next) cv_.wait_for(g, std::chrono::nanoseconds(next - now));
     if (stop_) return;
-    if (Loop::NowNs() < next) continue;
+    if (BootNs() < next) continue;
     g.unlock();
-    uint64_t t_send = Loop::NowNs();
+    uint64_t t_send = BootNs();
     MetaReply rep = mc_.Call("LEASE RENEW " + volume_ + " " + std::to_string(gen_));
-    uint64_t t_done = Loop::NowNs();
+    uint64_t t_done = BootNs();
     g.lock();
     if (rep.status.ok()) {
       valid_until_ns_ = t_send + ttl_ns * 3 / 4;
@@ -192,7 +229,7 @@ void VolumeLease::RenewLoop() {
       late = false;
       continue;
     }
-    if (rep.status.code() == -ESTALE) {
+    if (rep.status.code() == -ESTALE || rep.status.code() == -ENOENT) {
       lost_ = true;
       FLOG_ERROR("volume '%s': write lease lost (%s): another writer took the volume over; every later write "
                  "of this flurry-disk to it fails", volume_.c_str(), rep.status.message().c_str());
@@ -203,15 +240,15 @@ void VolumeLease::RenewLoop() {
       last_warn = t_done;
       FLOG_WARN("volume '%s': cannot renew the write lease: %s (writes wait once it is %s)", volume_.c_str(),
                 rep.status.ToString().c_str(),
-                t_done < valid_until_ns_ ? "due" : "overdue: they are waiting now");
+                BootNs() < valid_until_ns_ ? "due" : "overdue: they are waiting now");
     }
     next = t_done + std::min<uint64_t>(ttl_ns / 4, 500000000ull);
   }
 }
 
-int VolumeLease::Check(uint64_t now_ns) const {
+int VolumeLease::Check(uint64_t /*now_ns*/) const {
   if (lost_.load(std::memory_order_relaxed)) return -EPERM;
-  return now_ns < valid_until_ns_.load(std::memory_order_relaxed) ? 0 : -EAGAIN;
+  return BootNs() < valid_until_ns_.load(std::memory_order_relaxed) ? 0 : -EAGAIN;
 }
 
 void VolumeLease::Release() {

@@ -18,13 +18,16 @@
 //   (flurry-meta lets it lapse ttl after it received that renewal; the
 //   quarter is the margin for clock rates and requests in flight). Check()
 //   (WriteGate) says 0 while valid, -EAGAIN while renewing late, -EPERM for
-//   good once flurry-meta says it is lost (another generation was granted).
+//   good once flurry-meta says it is lost (another generation was granted,
+//   or the volume is gone). Validity runs on CLOCK_BOOTTIME, which keeps
+//   counting while the machine is suspended.
 // - Release() (clean shutdown, after the last write is durable) gives it
 //   back; the destructor releases it too unless it was lost.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -42,6 +45,9 @@ class VolumeLease : public WriteGate {
   struct Options {
     uint32_t ttl_ms = 10000;
     int64_t wait_ms = -1;  // -1: the default rule above
+    // Waits ms while Acquire waits for another holder; false = give up
+    // (a stop signal): Acquire then fails with -EINTR. Default: sleeps.
+    std::function<bool(uint32_t ms)> sleep;
   };
   static Result<std::unique_ptr<VolumeLease>> Acquire(const HostPort& meta, const std::string& volume,
                                                       Options opts, Status* why);
@@ -52,7 +58,7 @@ class VolumeLease : public WriteGate {
   void Release();
   uint64_t gen() const { return gen_; }
 
-  // This process's holder id: flurry-disk/HOST/BOOT_ID/PID/STARTTIME.
+  // This process's holder id: flurry-disk/HOST/BOOT_ID/PIDNS/PID/STARTTIME.
   static std::string SelfHolder();
   // For a holder id of this host (same boot): 1 its process is running,
   // 0 it is gone; -1 not this host's (or not one of ours).

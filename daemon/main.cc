@@ -199,6 +199,16 @@ int main(int argc, char** argv) {
   // anything touches it (a second flurry-disk fails here, wherever it
   // listens). Released on a clean exit (the destructors, after the loop).
   std::vector<std::unique_ptr<VolumeLease>> leases(infos.size());
+  lease_opts.sleep = [](uint32_t ms) {  // SIGTERM/SIGINT stop the wait
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    timespec ts{static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1000000};
+    siginfo_t si;
+    int sg = sigtimedwait(&stop, &si, &ts);
+    return sg != SIGTERM && sg != SIGINT;
+  };
   for (size_t i = 0; i < infos.size(); ++i) {
     if (std::find(read_only.begin(), read_only.end(), infos[i].name) != read_only.end()) continue;
     Status why;

@@ -102,12 +102,19 @@ Status MetaState::Load() {
       auto v = VolumeInfo::Parse(lines[i].substr(7));
       if (!v) return Status::Error(-EINVAL, "bad volume line in state: " + lines[i]);
       volumes_[v->name] = *v;
-    } else if (w[0] == "lease" && (w.size() == 4 || w.size() == 5)) {
+    } else if (w[0] == "lease") {
       // lease <volume> <gen> <ttl_ms> [<holder>]: held until its ttl has
       // passed since this start, unless the holder renews it.
       Lease l;
-      l.gen = strtoull(w[2].c_str(), nullptr, 10);
-      l.ttl_ms = strtoull(w[3].c_str(), nullptr, 10);
+      char* e1 = nullptr;
+      char* e2 = nullptr;
+      if (w.size() == 4 || w.size() == 5) {
+        l.gen = strtoull(w[2].c_str(), &e1, 10);
+        l.ttl_ms = strtoull(w[3].c_str(), &e2, 10);
+      }
+      if ((w.size() != 4 && w.size() != 5) || !e1 || *e1 || !e2 || *e2 || w[2].empty() || w[3].empty() ||
+          (w.size() == 5 && (l.gen == 0 || l.ttl_ms < 100 || l.ttl_ms > 3600000)))
+        return Status::Error(-EINVAL, "bad lease line in state: " + lines[i]);
       if (w.size() == 5) {
         l.holder = w[4];
         l.expires_ms = NowMs() + l.ttl_ms;
@@ -305,6 +312,8 @@ std::string MetaState::CmdLease(const std::vector<std::string>& w) {
   if (w.size() < 3) return Err(-EINVAL, kUsage);
   const std::string& sub = w[1];
   const std::string& name = w[2];
+  if (sub != "ACQUIRE" && sub != "RENEW" && sub != "RELEASE" && sub != "BREAK" && sub != "INFO")
+    return Err(-EINVAL, kUsage);
   if (volumes_.find(name) == volumes_.end()) return Err(-ENOENT, "no volume named '" + name + "'");
   auto num = [](const std::string& t, uint64_t* v) {
     char* end = nullptr;
@@ -313,20 +322,31 @@ std::string MetaState::CmdLease(const std::vector<std::string>& w) {
     return errno == 0 && end != t.c_str() && *end == 0;
   };
   uint64_t now = NowMs();
+  static const Lease kNone;
+  auto lit = leases_.find(name);
+  const Lease& cur = lit == leases_.end() ? kNone : lit->second;
+  if (sub == "INFO" && w.size() == 3) {
+    if (cur.holder.empty()) return Ok({"gen=" + std::to_string(cur.gen) + " free"});
+    return Ok({"gen=" + std::to_string(cur.gen) + " remaining_ms=" +
+               std::to_string(LeaseHeld(cur, now) ? cur.expires_ms - now : 0) + " holder=" + cur.holder});
+  }
+  if (sub != "ACQUIRE" && lit == leases_.end()) {
+    if (sub == "RELEASE") return Ok({"not held"});
+    return Err(-ESTALE, "lease lost: volume '" + name + "' has no write lease");
+  }
   Lease& l = leases_[name];
   auto describe = [&] {
     return "gen=" + std::to_string(l.gen) + " remaining_ms=" +
            std::to_string(LeaseHeld(l, now) ? l.expires_ms - now : 0) + " holder=" + l.holder;
   };
-  if (sub == "INFO" && w.size() == 3) {
-    if (l.holder.empty()) return Ok({"gen=" + std::to_string(l.gen) + " free"});
-    return Ok({describe()});
-  }
   if (sub == "ACQUIRE" && w.size() == 5) {
     uint64_t ttl = 0;
     const std::string& holder = w[4];
     if (!num(w[3], &ttl) || ttl < 100 || ttl > 3600000) return Err(-EINVAL, "lease ttl_ms must be 100..3600000");
-    if (holder.empty() || holder.size() > 200) return Err(-EINVAL, "lease holder must be 1..200 characters");
+    if (holder.empty() || holder.size() > 200 ||
+        holder.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/:-") !=
+            std::string::npos)
+      return Err(-EINVAL, "lease holder must be 1..200 characters of [A-Za-z0-9._/:-]");
     if (LeaseHeld(l, now)) return Err(-EBUSY, "lease held: " + describe());
     Lease next = l;
     next.gen++;
@@ -398,7 +418,9 @@ std::string MetaState::CmdVolume(const std::vector<std::string>& w) {
                              " (write lease, generation " + std::to_string(lt->second.gen) + "); stop it first");
     VolumeInfo v = it->second;
     volumes_.erase(it);
-    if (lt != leases_.end()) leases_.erase(lt);
+    // Keep the generation: a volume created again under this name goes on
+    // from it, so an old holder's RENEW/RELEASE can never match a new grant.
+    if (lt != leases_.end()) lt->second.holder.clear();
     Status s = Save();
     if (!s.ok()) return Err(s.code(), s.message());
     return Ok({v.Serialize()});  // the caller deletes the blob's tracts

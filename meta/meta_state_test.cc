@@ -147,11 +147,13 @@ TEST(MetaState, WriteLeases) {
   EXPECT_EQ(h("LEASE RELEASE v 1"), "OK 1\nreleased\n");
   EXPECT_EQ(h("LEASE RELEASE v 1"), "OK 1\nnot held\n");
   EXPECT_EQ(h("LEASE RENEW v 1").substr(0, 10), "ERR ESTALE");
-  EXPECT_EQ(h("LEASE ACQUIRE v 200 holder-b"), "OK 1\ngen 2 ttl_ms 200\n");
+  EXPECT_EQ(h("LEASE ACQUIRE v 1000 holder-b"), "OK 1\ngen 2 ttl_ms 1000\n");
+  EXPECT_EQ(h("LEASE ACQUIRE v 1000 holder c").substr(0, 10), "ERR EINVAL");  // 5 words
+  EXPECT_EQ(h("LEASE ACQUIRE v 1000 holder;c").substr(0, 10), "ERR EINVAL");
+  EXPECT_EQ(h("LEASE FROB v 1").substr(0, 10), "ERR EINVAL");
   // Lapsed: taken over after its ttl; the lapsed holder's renewal fails.
-  usleep(100 * 1000);
   EXPECT_EQ(h("LEASE ACQUIRE v 1000 holder-c").substr(0, 9), "ERR EBUSY");
-  usleep(150 * 1000);
+  usleep(1100 * 1000);
   EXPECT_EQ(h("LEASE INFO v"), "OK 1\ngen=2 remaining_ms=0 holder=holder-b\n");
   EXPECT_EQ(h("LEASE ACQUIRE v 1000 holder-c"), "OK 1\ngen 3 ttl_ms 1000\n");
   EXPECT_EQ(h("LEASE RENEW v 2").substr(0, 10), "ERR ESTALE");
@@ -175,6 +177,14 @@ TEST(MetaState, WriteLeases) {
   EXPECT_EQ((*m2)->Handle("LEASE RELEASE v 6"), "OK 1\nreleased\n");
   EXPECT_EQ((*m2)->Handle("VOLUME DELETE v").substr(0, 4), "OK 1");
   EXPECT_EQ((*m2)->Handle("LEASE INFO v").substr(0, 10), "ERR ENOENT");
+  // Created again under the same name: generations go on, so the old
+  // holder's generation never matches a new grant.
+  ASSERT_EQ((*m2)->Handle("VOLUME CREATE v size=1G replicas=2").substr(0, 4), "OK 1");
+  EXPECT_EQ((*m2)->Handle("LEASE INFO v"), "OK 1\ngen=6 free\n");
+  EXPECT_EQ((*m2)->Handle("LEASE ACQUIRE v 1000 holder-g"), "OK 1\ngen 7 ttl_ms 1000\n");
+  EXPECT_EQ((*m2)->Handle("LEASE RENEW v 1").substr(0, 10), "ERR ESTALE");
+  EXPECT_EQ((*m2)->Handle("LEASE RELEASE v 6"), "OK 1\nnot held\n");
+  EXPECT_EQ((*m2)->Handle("LEASE INFO v").substr(0, 16), "OK 1\ngen=7 remai");
 }
 
 TEST(VolumeInfo, NameValidation) {

@@ -70,12 +70,21 @@ void StripedBlob::SweepTick() {
 }
 
 void StripedBlob::PersistIntent(uint64_t chunk, const uint8_t* data, Done done) {
-  // Sets come right after WithIntent's check; this stops a clear by a writer
-  // that lost the volume (it would overwrite the new writer's bits).
-  if (int g = GateCheck(); g != 0) return done(g);
-  uint64_t byte = chunk * WriteIntent::kChunk;
   // Our own copy: the request may outlive this blob (and WriteIntent's image).
-  auto copy = std::make_shared<std::vector<uint8_t>>(data, data + WriteIntent::kChunk);
+  SendPersist(chunk, std::make_shared<std::vector<uint8_t>>(data, data + WriteIntent::kChunk), std::move(done));
+}
+
+void StripedBlob::SendPersist(uint64_t chunk, std::shared_ptr<std::vector<uint8_t>> copy, Done done) {
+  // Asked again here: a clear by a writer that lost the volume would
+  // overwrite the new writer's bits; while the lease is overdue, wait.
+  int g = GateCheck();
+  if (g == -EAGAIN && opts_.loop) {
+    return WaitForGate([this, chunk, copy, done = std::move(done)]() mutable {
+      SendPersist(chunk, std::move(copy), std::move(done));
+    });
+  }
+  if (g != 0) return done(g);
+  uint64_t byte = chunk * WriteIntent::kChunk;
   fds_->Write(blob_, kIntentTractBase + byte / blob_.tract_size,
               static_cast<uint32_t>(byte % blob_.tract_size), WriteIntent::kChunk, copy->data(), 0,
               [alive = alive_, copy, done = std::move(done)](int r) {
@@ -118,7 +127,10 @@ int StripedBlob::GateCheck() {
 }
 
 void StripedBlob::WaitForGate(std::function<void()> retry) {
-  if (gate_waiters_.empty()) gate_wait_since_ns_ = gate_logged_ns_ = Loop::NowNs();
+  if (gate_waiters_.empty()) {
+    gate_wait_since_ns_ = gate_logged_ns_ = Loop::NowNs();
+    FLOG_INFO("blob %s: writes wait for the %s (overdue)", BlobName().c_str(), opts_.gate->what());
+  }
   gate_waiters_.push_back(std::move(retry));
   if (gate_timer_armed_ || !opts_.loop) return;
   gate_timer_armed_ = true;
@@ -218,8 +230,19 @@ void StripedBlob::WithIntent(uint64_t off, uint64_t len, std::function<void(Done
                        done(res2);
                      };
                      if (res < 0) return release(res, false);
-                     op([release = std::move(release)](int r2) mutable { release(r2, true); });
+                     IssueGated(std::move(op), std::move(release));
                    });
+}
+
+void StripedBlob::IssueGated(std::function<void(Done)> op, std::function<void(int, bool)> release) {
+  int g = GateCheck();
+  if (g == -EAGAIN && opts_.loop) {
+    return WaitForGate([this, op = std::move(op), release = std::move(release)]() mutable {
+      IssueGated(std::move(op), std::move(release));
+    });
+  }
+  if (g != 0) return release(g, false);
+  op([release = std::move(release)](int r2) { release(r2, true); });
 }
 
 void StripedBlob::MarkSuspect(uint64_t t, int err) {
@@ -432,6 +455,9 @@ void StripedBlob::CopyRun(uint64_t tract, uint32_t c0, uint32_t c1, Done done) {
              [this, alive = alive_, tract, c0, c1, buf, done = std::move(done)](int r, std::vector<uint8_t> bm) {
                if (!*alive) return;
                if (r < 0) return done(r);
+               // A writer that lost the volume must not copy over the new
+               // writer's data (repairs retry later).
+               if (int g = GateCheck(); g != 0) return done(g);
                // Allocated chunks are written to every replica; holes are
                // trimmed on every replica.
                auto j = std::make_shared<Join>();

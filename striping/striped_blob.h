@@ -111,6 +111,10 @@ class StripedBlob : public BlobIo {
   int GateCheck();
   // Runs retry once the gate opens or closes for good (polled).
   void WaitForGate(std::function<void()> retry);
+  // Issues op once the gate allows (it is asked again: marking the tracts
+  // may have taken a while); release(err, issued) in every case.
+  void IssueGated(std::function<void(Done)> op, std::function<void(int, bool)> release);
+  void SendPersist(uint64_t chunk, std::shared_ptr<std::vector<uint8_t>> copy, Done done);
   void GateTick();
   void RepairNext(uint64_t now_ns);
   void StartRepair();

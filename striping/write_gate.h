@@ -7,7 +7,8 @@
 //
 // Contract
 // - Check() is called on the blob's loop thread, must be cheap (an atomic
-//   load and a clock read) and never block.
+//   load and a clock read) and never block. now_ns is the loop's clock
+//   (Loop::NowNs); a gate may read a clock of its own instead.
 // - 0: write now. -EAGAIN: not now, ask again later (the lease is being
 //   renewed). -EPERM: never again (another writer holds the volume).
 #pragma once

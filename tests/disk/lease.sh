@@ -7,7 +7,7 @@
 #    v beside A.
 # 2. A is killed -9: the next flurry-disk starts at once (A's process is
 #    gone, so its lease is broken, not waited out).
-# 3. That writer (B, 1 s lease) is stopped (SIGSTOP) past its lease; C takes
+# 3. That writer (B, 3 s lease) is stopped (SIGSTOP) past its lease; C takes
 #    the volume over after the lease lapsed and writes; both tract servers
 #    restart (their in-memory fences are gone, B will reconnect); B continued:
 #    its writes fail ("lease lost") and never reach the disk.
@@ -74,7 +74,7 @@ kill -KILL "$A_PID"
 wait "$A_PID" 2>/dev/null || true
 fl_reaped "$A_PID"
 t0=$(date +%s%N)
-disk_up B --volume v --lease-ttl-ms 1000
+disk_up B --volume v --lease-ttl-ms 3000
 B_PID=$UP_PID B_URI=$UP_URI
 ms=$((($(date +%s%N) - t0) / 1000000))
 grep -q "is gone; breaking its write lease" "$T/logs/B.log" || fl_fail "B did not break A's lease"
@@ -90,7 +90,7 @@ disk_up C --volume v --lease-ttl-ms 2000 --lease-wait-ms 10000
 C_PID=$UP_PID C_URI=$UP_URI
 ms=$((($(date +%s%N) - t0) / 1000000))
 grep -q "waiting up to" "$T/logs/C.log" || fl_fail "C did not wait for B's lease"
-echo "C took over ${ms} ms after B stopped (B's lease: 1000 ms)"
+echo "C took over ${ms} ms after B stopped (B's lease: 3000 ms)"
 qio "$C_URI" "write -P 0x33 0 $M" || fl_fail "write via C"
 # Restart the tract servers (same directories and ports): the FENCE C sent
 # is forgotten, and B's connections are gone. Only the lease stops B now.
@@ -128,6 +128,7 @@ qemu-io -f raw -c "write -P 0x55 $((2 * M)) $M" "$C_URI" >"$T/logs/qio-c.log" 2>
 QPID=$!
 sleep 1
 fl_alive "$QPID" || fl_fail "C wrote without a valid lease: $(cat "$T/logs/qio-c.log")"
+grep -q "writes wait for the write lease" "$T/logs/C.log" || fl_fail "C's write did not wait for the lease"
 fl_spawn meta.2 "$FL_META_BIN" --dir "$T/meta" --listen "127.0.0.1:$META_PORT" --heartbeat-timeout-ms 600000
 FL_META_PID=$FL_LAST_PID
 for ((i = 0; i < 200; i++)); do fl_alive "$QPID" || break; sleep 0.1; done
