@@ -381,10 +381,18 @@ void Journal::Checkpoint(Done done) {
   uint64_t target = head_;
   if (!pending_.empty() || writing_) {
     // Appended but not yet written: wait for the batch, then checkpoint.
+    // Everything appended before the call is in or before the NOP's batch:
+    // wait for a checkpoint past that batch only, so that writes appended
+    // meanwhile cannot keep postponing it.
     Append(JournalRecord{0, 0, 0, 0, kJournalNop, 0, 0, 0}, nullptr, [this, done = std::move(done)](int r, uint64_t seq) {
       if (r < 0) return done(r);
+      uint64_t end = 0;
+      for (const auto& b : batches_)
+        if (b.seq == seq) end = b.end_lsn;
       Applied(seq);
-      Checkpoint(std::move(done));
+      if (end <= tail_lsn_) return done(0);
+      cp_waiters_.emplace_back(end, std::move(done));
+      MaybeCheckpoint(true);
     });
     return;
   }
