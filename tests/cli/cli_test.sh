@@ -181,12 +181,18 @@ if [ -x "$DISK" ]; then
   fails 2 "bad --max-buffered '10K'" "$DISK" --meta 127.0.0.1:1 --volume alpha --max-buffered 10K
   fails 2 "bad --max-unretired-epochs '0'" "$DISK" --meta 127.0.0.1:1 --volume alpha --max-unretired-epochs 0
   fails 2 "bad --max-unretired-epochs '9x'" "$DISK" --meta 127.0.0.1:1 --volume alpha --max-unretired-epochs 9x
+  fails 2 "bad --lease-ttl-ms '50'" "$DISK" --meta 127.0.0.1:1 --volume alpha --lease-ttl-ms 50
+  fails 2 "bad --lease-wait-ms 'x'" "$DISK" --meta 127.0.0.1:1 --volume alpha --lease-wait-ms x
+  ok fl volume info alpha
+  has "writer +none"
   step "serve --daemon, write through NBD, stop"
   ok fl serve alpha --daemon --listen 127.0.0.1:0
   has "nbd://127\.0\.0\.1:[0-9]+/alpha"
   [ -f "$C/pids/disk-alpha.pid" ] || die "no pid file for the serve daemon"
   fails 1 "already served" fl serve alpha --daemon --listen 127.0.0.1:0
   fails 1 "being served" fl volume delete alpha
+  ok fl volume info alpha
+  has "writer +flurry-disk pid $(cat "$C/pids/disk-alpha.pid") on .*write lease generation 1"
   PORT=$(cat "$C/run/disk-alpha.port")
   WROTE=0
   if command -v qemu-io >/dev/null; then

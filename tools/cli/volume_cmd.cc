@@ -113,6 +113,34 @@ int VolumeInfoCmd(const Args& a) {
   printf("mode        %s\n", ModeText(i.mode).c_str());
   if (i.mode != WriteMode::kWriteThrough) printf("            (%s)\n", kRelaxedNote);
   printf("created     %s\n", when);
+  // Who writes it: the holder of its write lease at flurry-meta.
+  MetaReply l = mc.Call("LEASE INFO " + i.name);
+  if (l.status.ok() && !l.lines.empty()) {
+    const std::string& t = l.lines[0];
+    auto field = [&](const std::string& k) {
+      size_t p = t.find(k + "=");
+      if (p == std::string::npos) return std::string();
+      p += k.size() + 1;
+      return t.substr(p, t.find(' ', p) == std::string::npos ? std::string::npos : t.find(' ', p) - p);
+    };
+    std::string holder = field("holder"), gen = field("gen");
+    if (holder.empty() || field("remaining_ms") == "0") {
+      printf("writer      none (no flurry-disk holds its write lease)\n");
+    } else {
+      // flurry-disk/HOST/BOOT/PIDNS/PID/START
+      std::vector<std::string> f;
+      for (size_t p = 0, q; ; p = q + 1) {
+        q = holder.find('/', p);
+        f.push_back(holder.substr(p, q == std::string::npos ? std::string::npos : q - p));
+        if (q == std::string::npos) break;
+      }
+      if (f.size() == 6 && f[0] == "flurry-disk")
+        printf("writer      flurry-disk pid %s on %s (write lease generation %s)\n", f[4].c_str(), f[1].c_str(),
+               gen.c_str());
+      else
+        printf("writer      %s (write lease generation %s)\n", holder.c_str(), gen.c_str());
+    }
+  }
   return 0;
 }
 
