@@ -152,7 +152,9 @@ Result<std::unique_ptr<VolumeLease>> VolumeLease::Acquire(const HostPort& meta, 
       break;
     }
     int err = rep.status.code();
-    if (Transient(err)) {
+    // EBUSY without a lease in it is flurry-meta's "too many connections".
+    bool held = err == -EBUSY && rep.status.message().rfind("lease held:", 0) == 0;
+    if (Transient(err) || (err == -EBUSY && !held)) {
       // flurry-meta unreachable or slow: an earlier ACQUIRE of ours may
       // have been granted meanwhile (then the next reply names us).
       if (++transient > 10)
