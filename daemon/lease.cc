@@ -179,8 +179,11 @@ Result<std::unique_ptr<VolumeLease>> VolumeLease::Acquire(const HostPort& meta, 
       FLOG_INFO("volume '%s': the previous writer (%s) is gone; breaking its write lease (generation %s)",
                 volume.c_str(), holder.c_str(), gen.c_str());
       MetaReply b = l->mc_.Call("LEASE BREAK " + volume + " " + gen);
-      if (!b.status.ok() && b.status.code() != -ESTALE && !Transient(b.status.code()))
-        return fail(b.status.code(), "breaking the write lease of volume '" + volume + "': " + b.status.message());
+      if (!b.status.ok() && b.status.code() != -ESTALE) {
+        if (!Transient(b.status.code()) || ++transient > 10)
+          return fail(b.status.code(), "breaking the write lease of volume '" + volume + "': " + b.status.message());
+        if (!sleep(500)) return fail(-EINTR, "interrupted while taking the write lease of volume '" + volume + "'");
+      }
       continue;
     }
     auto busy = [&](const std::string& extra) {
@@ -262,7 +265,7 @@ void VolumeLease::Release() {
   }
   cv_.notify_all();
   if (renewer_.joinable()) renewer_.join();
-  if (lost_) return;
+  if (lost_ || gen_ == 0) return;  // lost, or never granted (Acquire failed)
   valid_until_ns_ = 0;
   MetaReply rep = mc_.Call("LEASE RELEASE " + volume_ + " " + std::to_string(gen_));
   if (!rep.status.ok())
