@@ -10,6 +10,7 @@
 #include <sstream>
 #include <vector>
 
+#include "common/kv_text.h"
 #include "common/log.h"
 #include "common/loop.h"
 
@@ -54,26 +55,6 @@ std::string BootId() {
   return b.empty() ? "noboot" : b.substr(0, 16);
 }
 
-std::vector<std::string> SplitSlash(const std::string& s) {
-  std::vector<std::string> v;
-  size_t p = 0;
-  for (;;) {
-    size_t q = s.find('/', p);
-    v.push_back(s.substr(p, q == std::string::npos ? std::string::npos : q - p));
-    if (q == std::string::npos) return v;
-    p = q + 1;
-  }
-}
-
-// "key=value" out of flurry-meta's "lease held: gen=G remaining_ms=R holder=H".
-std::string Field(const std::string& msg, const std::string& key) {
-  size_t p = msg.find(key + "=");
-  if (p == std::string::npos) return "";
-  p += key.size() + 1;
-  size_t e = msg.find(' ', p);
-  return msg.substr(p, e == std::string::npos ? std::string::npos : e - p);
-}
-
 std::string PidNs() {
   char b[64] = {0};
   ssize_t n = readlink("/proc/self/ns/pid", b, sizeof b - 1);
@@ -100,18 +81,17 @@ std::string VolumeLease::SelfHolder() {
   std::string start;
   std::string pid = std::to_string(getpid());
   if (!ProcStat(pid, &state, &start)) start = "0";
-  return "flurry-disk/" + Host() + "/" + BootId() + "/" + PidNs() + "/" + pid + "/" + start;
+  return DiskHolder{Host(), BootId(), PidNs(), pid, start}.Format();
 }
 
 int VolumeLease::LocalHolderAlive(const std::string& holder) {
-  auto f = SplitSlash(holder);
+  auto h = DiskHolder::Parse(holder);
   // Another host, boot or pid namespace: its pid means nothing here.
-  if (f.size() != 6 || f[0] != "flurry-disk" || f[1] != Host() || f[2] != BootId() || f[3] != PidNs()) return -1;
-  if (f[4].empty() || f[4].find_first_not_of("0123456789") != std::string::npos) return -1;
+  if (!h || h->host != Host() || h->boot != BootId() || h->pidns != PidNs()) return -1;
   char state = 0;
   std::string start;
-  if (!ProcStat(f[4], &state, &start)) return 0;
-  if (start != f[5] || state == 'Z' || state == 'X') return 0;  // pid reused, or exited
+  if (!ProcStat(h->pid, &state, &start)) return 0;
+  if (start != h->start || state == 'Z' || state == 'X') return 0;  // pid reused, or exited
   return 1;
 }
 
@@ -164,8 +144,8 @@ Result<std::unique_ptr<VolumeLease>> VolumeLease::Acquire(const HostPort& meta, 
     }
     if (err != -EBUSY) return fail(err, "write lease of volume '" + volume + "': " + rep.status.message());
     const std::string& msg = rep.status.message();
-    std::string holder = Field(msg, "holder"), gen = Field(msg, "gen");
-    uint64_t remaining = strtoull(Field(msg, "remaining_ms").c_str(), nullptr, 10);
+    std::string holder = KvField(msg, "holder"), gen = KvField(msg, "gen");
+    uint64_t remaining = strtoull(KvField(msg, "remaining_ms").c_str(), nullptr, 10);
     if (holder == self) {
       // Ours, from an ACQUIRE whose reply was lost: valid from the first send.
       l->gen_ = strtoull(gen.c_str(), nullptr, 10);
@@ -188,7 +168,7 @@ Result<std::unique_ptr<VolumeLease>> VolumeLease::Acquire(const HostPort& meta, 
     }
     auto busy = [&](const std::string& extra) {
       return fail(-EBUSY, "volume '" + volume + "' is being served by " +
-                              (alive == 1 ? "flurry-disk pid " + SplitSlash(holder)[4] + " on this host" : holder) +
+                              (alive == 1 ? "flurry-disk pid " + DiskHolder::Parse(holder)->pid + " on this host" : holder) +
                               " (it holds the volume's write lease, generation " + gen + ")" + extra);
     };
     if (alive == 1 && opts.wait_ms < 0)

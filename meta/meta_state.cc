@@ -32,6 +32,13 @@ std::vector<std::string> Split(const std::string& s) {
   while (in >> w) v.push_back(w);
   return v;
 }
+// A whole decimal u64; false for empty, trailing junk or overflow.
+bool ParseU64(const std::string& t, uint64_t* v) {
+  char* end = nullptr;
+  errno = 0;
+  *v = strtoull(t.c_str(), &end, 10);
+  return errno == 0 && !t.empty() && *end == 0;
+}
 const char* ErrName(int e) {
   switch (-e) {
     case ENOENT: return "ENOENT";
@@ -106,13 +113,7 @@ Status MetaState::Load() {
       // lease <volume> <gen> <ttl_ms> [<holder>]: held until its ttl has
       // passed since this start, unless the holder renews it.
       Lease l;
-      char* e1 = nullptr;
-      char* e2 = nullptr;
-      if (w.size() == 4 || w.size() == 5) {
-        l.gen = strtoull(w[2].c_str(), &e1, 10);
-        l.ttl_ms = strtoull(w[3].c_str(), &e2, 10);
-      }
-      if ((w.size() != 4 && w.size() != 5) || !e1 || *e1 || !e2 || *e2 || w[2].empty() || w[3].empty() ||
+      if ((w.size() != 4 && w.size() != 5) || !ParseU64(w[2], &l.gen) || !ParseU64(w[3], &l.ttl_ms) ||
           (w.size() == 5 && (l.gen == 0 || l.ttl_ms < 100 || l.ttl_ms > 3600000)))
         return Status::Error(-EINVAL, "bad lease line in state: " + lines[i]);
       if (w.size() == 5) {
@@ -315,46 +316,33 @@ std::string MetaState::CmdLease(const std::vector<std::string>& w) {
   if (sub != "ACQUIRE" && sub != "RENEW" && sub != "RELEASE" && sub != "BREAK" && sub != "INFO")
     return Err(-EINVAL, kUsage);
   if (volumes_.find(name) == volumes_.end()) return Err(-ENOENT, "no volume named '" + name + "'");
-  auto num = [](const std::string& t, uint64_t* v) {
-    char* end = nullptr;
-    errno = 0;
-    *v = strtoull(t.c_str(), &end, 10);
-    return errno == 0 && end != t.c_str() && *end == 0;
-  };
   uint64_t now = NowMs();
-  static const Lease kNone;
+  auto describe = [&](const Lease& x) {
+    return "gen=" + std::to_string(x.gen) + " remaining_ms=" +
+           std::to_string(LeaseHeld(x, now) ? x.expires_ms - now : 0) + " holder=" + x.holder;
+  };
   auto lit = leases_.find(name);
-  const Lease& cur = lit == leases_.end() ? kNone : lit->second;
   if (sub == "INFO" && w.size() == 3) {
-    if (cur.holder.empty()) return Ok({"gen=" + std::to_string(cur.gen) + " free"});
-    return Ok({"gen=" + std::to_string(cur.gen) + " remaining_ms=" +
-               std::to_string(LeaseHeld(cur, now) ? cur.expires_ms - now : 0) + " holder=" + cur.holder});
+    if (lit == leases_.end() || lit->second.holder.empty())
+      return Ok({"gen=" + std::to_string(lit == leases_.end() ? 0 : lit->second.gen) + " free"});
+    return Ok({describe(lit->second)});
   }
   if (sub != "ACQUIRE" && lit == leases_.end()) {
     if (sub == "RELEASE") return Ok({"not held"});
     return Err(-ESTALE, "lease lost: volume '" + name + "' has no write lease");
   }
   Lease& l = leases_[name];
-  auto describe = [&] {
-    return "gen=" + std::to_string(l.gen) + " remaining_ms=" +
-           std::to_string(LeaseHeld(l, now) ? l.expires_ms - now : 0) + " holder=" + l.holder;
-  };
   if (sub == "ACQUIRE" && w.size() == 5) {
     uint64_t ttl = 0;
     const std::string& holder = w[4];
-    if (!num(w[3], &ttl) || ttl < 100 || ttl > 3600000) return Err(-EINVAL, "lease ttl_ms must be 100..3600000");
+    if (!ParseU64(w[3], &ttl) || ttl < 100 || ttl > 3600000) return Err(-EINVAL, "lease ttl_ms must be 100..3600000");
     if (holder.empty() || holder.size() > 200 ||
         holder.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/:-") !=
             std::string::npos)
       return Err(-EINVAL, "lease holder must be 1..200 characters of [A-Za-z0-9._/:-]");
-    if (LeaseHeld(l, now)) return Err(-EBUSY, "lease held: " + describe());
-    Lease next = l;
-    next.gen++;
-    next.holder = holder;
-    next.ttl_ms = ttl;
-    next.expires_ms = now + ttl;
+    if (LeaseHeld(l, now)) return Err(-EBUSY, "lease held: " + describe(l));
     Lease old = l;
-    l = next;
+    l = Lease{l.gen + 1, holder, ttl, now + ttl};
     Status s = Save();
     if (!s.ok()) {
       l = old;
@@ -365,18 +353,18 @@ std::string MetaState::CmdLease(const std::vector<std::string>& w) {
     return Ok({"gen " + std::to_string(l.gen) + " ttl_ms " + std::to_string(ttl)});
   }
   uint64_t gen = 0;
-  if (w.size() != 4 || !num(w[3], &gen)) return Err(-EINVAL, kUsage);
+  if (w.size() != 4 || !ParseU64(w[3], &gen)) return Err(-EINVAL, kUsage);
   if (sub == "RENEW") {
     // Also after the lease lapsed, as long as nobody took it meanwhile: its
     // holder stopped writing when it could not renew in time.
-    if (l.gen != gen || l.holder.empty()) return Err(-ESTALE, "lease lost: " + describe());
+    if (l.gen != gen || l.holder.empty()) return Err(-ESTALE, "lease lost: " + describe(l));
     l.expires_ms = now + l.ttl_ms;
     return Ok({"ttl_ms " + std::to_string(l.ttl_ms)});
   }
   if (sub == "RELEASE" || sub == "BREAK") {
     if (l.gen != gen || l.holder.empty()) {
       if (sub == "RELEASE") return Ok({"not held"});
-      return Err(-ESTALE, "lease changed meanwhile: " + describe());
+      return Err(-ESTALE, "lease changed meanwhile: " + describe(l));
     }
     Lease old = l;
     l.holder.clear();

@@ -110,4 +110,22 @@ size_t Tlt::RowFor(uint64_t blob_hi, uint64_t blob_lo, uint64_t tract, size_t nr
   return static_cast<size_t>((h + tract) % nrows);
 }
 
+std::string DiskHolder::Format() const {
+  return "flurry-disk/" + host + "/" + boot + "/" + pidns + "/" + pid + "/" + start;
+}
+
+Result<DiskHolder> DiskHolder::Parse(const std::string& holder) {
+  std::vector<std::string> f;
+  for (size_t p = 0;;) {
+    size_t q = holder.find('/', p);
+    f.push_back(holder.substr(p, q == std::string::npos ? std::string::npos : q - p));
+    if (q == std::string::npos) break;
+    p = q + 1;
+  }
+  if (f.size() != 6 || f[0] != "flurry-disk" || f[4].empty() ||
+      f[4].find_first_not_of("0123456789") != std::string::npos)
+    return Result<DiskHolder>::error(-EINVAL);
+  return DiskHolder{f[1], f[2], f[3], f[4], f[5]};
+}
+
 }  // namespace flurry

@@ -38,6 +38,15 @@ Status ValidateVolumeName(const std::string& name);
 // Checks sizes and geometry; fills nothing, says what is wrong.
 Status ValidateVolume(const VolumeInfo& v);
 
+// A write-lease holder as flurry-disk names itself at flurry-meta:
+// "flurry-disk/HOST/BOOT_ID/PIDNS/PID/STARTTIME" (daemon/lease.h).
+struct DiskHolder {
+  std::string host, boot, pidns, pid, start;
+  std::string Format() const;
+  // Fails for any other holder text.
+  static Result<DiskHolder> Parse(const std::string& holder);
+};
+
 struct TltEntry {
   std::string addr;         // host:port of the tract server
   bool recovering = false;  // being refilled: write to it, never read from it

@@ -132,7 +132,10 @@ void StripedBlob::WaitForGate(std::function<void()> retry) {
     FLOG_INFO("blob %s: writes wait for the %s (overdue)", BlobName().c_str(), opts_.gate->what());
   }
   gate_waiters_.push_back(std::move(retry));
-  if (gate_timer_armed_ || !opts_.loop) return;
+  if (!gate_timer_armed_ && opts_.loop) ArmGateTimer();
+}
+
+void StripedBlob::ArmGateTimer() {
   gate_timer_armed_ = true;
   gate_timer_ = opts_.loop->AddTimer(20 * 1000000ull, [this] {
     gate_timer_armed_ = false;
@@ -148,12 +151,7 @@ void StripedBlob::GateTick() {
       FLOG_WARN("blob %s: %zu writes have waited %.0f s for the %s (is flurry-meta reachable?)",
                 BlobName().c_str(), gate_waiters_.size(), (now - gate_wait_since_ns_) / 1e9, opts_.gate->what());
     }
-    gate_timer_armed_ = true;
-    gate_timer_ = opts_.loop->AddTimer(20 * 1000000ull, [this] {
-      gate_timer_armed_ = false;
-      GateTick();
-    });
-    return;
+    return ArmGateTimer();
   }
   auto waiters = std::move(gate_waiters_);
   gate_waiters_.clear();

@@ -116,6 +116,7 @@ class StripedBlob : public BlobIo {
   void IssueGated(std::function<void(Done)> op, std::function<void(int, bool)> release);
   void SendPersist(uint64_t chunk, std::shared_ptr<std::vector<uint8_t>> copy, Done done);
   void GateTick();
+  void ArmGateTimer();  // GateTick in 20 ms
   void RepairNext(uint64_t now_ns);
   void StartRepair();
   struct RecoverState;

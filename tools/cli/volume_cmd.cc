@@ -4,6 +4,7 @@
 #include <ctime>
 #include <memory>
 
+#include "common/kv_text.h"
 #include "common/loop.h"
 #include "fdsclient/fds_client.h"
 #include "meta/meta_client.h"
@@ -117,28 +118,14 @@ int VolumeInfoCmd(const Args& a) {
   MetaReply l = mc.Call("LEASE INFO " + i.name);
   if (l.status.ok() && !l.lines.empty()) {
     const std::string& t = l.lines[0];
-    auto field = [&](const std::string& k) {
-      size_t p = t.find(k + "=");
-      if (p == std::string::npos) return std::string();
-      p += k.size() + 1;
-      return t.substr(p, t.find(' ', p) == std::string::npos ? std::string::npos : t.find(' ', p) - p);
-    };
-    std::string holder = field("holder"), gen = field("gen");
-    if (holder.empty() || field("remaining_ms") == "0") {
+    std::string holder = KvField(t, "holder"), gen = KvField(t, "gen");
+    if (holder.empty() || KvField(t, "remaining_ms") == "0") {
       printf("writer      none (no flurry-disk holds its write lease)\n");
+    } else if (auto h = DiskHolder::Parse(holder); h.ok()) {
+      printf("writer      flurry-disk pid %s on %s (write lease generation %s)\n", h->pid.c_str(), h->host.c_str(),
+             gen.c_str());
     } else {
-      // flurry-disk/HOST/BOOT/PIDNS/PID/START
-      std::vector<std::string> f;
-      for (size_t p = 0, q; ; p = q + 1) {
-        q = holder.find('/', p);
-        f.push_back(holder.substr(p, q == std::string::npos ? std::string::npos : q - p));
-        if (q == std::string::npos) break;
-      }
-      if (f.size() == 6 && f[0] == "flurry-disk")
-        printf("writer      flurry-disk pid %s on %s (write lease generation %s)\n", f[4].c_str(), f[1].c_str(),
-               gen.c_str());
-      else
-        printf("writer      %s (write lease generation %s)\n", holder.c_str(), gen.c_str());
+      printf("writer      %s (write lease generation %s)\n", holder.c_str(), gen.c_str());
     }
   }
   return 0;
