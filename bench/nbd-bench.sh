@@ -7,7 +7,9 @@
 # usage: bench/nbd-bench.sh [options]
 #
 # Targets (in this order; never two loads at once):
-#   r1        flurry-disk, volume with R=1, on a local cluster (meta + 4 tract servers)
+#   r1        flurry-disk, volume with R=1, on a local cluster (meta + 4 tract servers);
+#             flurry-disk reaches the tract servers over their local unix sockets
+#   r1-tcp    the same volume, flurry-disk --no-local-socket: loopback TCP to the tract servers
 #   r2        flurry-disk, volume with R=2, same cluster
 #   qemu-nbd  qemu-nbd -f raw --cache=none --aio=io_uring -t serving a FILE-SIZE file
 #   nbdkit    nbdkit file plugin, cache=none, serving the same file
@@ -26,7 +28,7 @@
 #   --size SIZE        range the jobs touch, fio syntax (default 1g)
 #   --file-size SIZE   size of the volumes and of the baseline file (default 2g)
 #   --repeat N         run everything N times, report medians (default 1)
-#   --targets LIST     comma-separated subset of r1,r2,qemu-nbd,nbdkit (default all)
+#   --targets LIST     comma-separated subset of r1,r1-tcp,r2,qemu-nbd,nbdkit (default all)
 #   --jobs LIST        comma-separated subset of the jobs above (default all)
 #   --servers N        tract servers in the flurry cluster (default 4)
 #   --delay-us N       tract server injected service latency (default 0)
@@ -49,7 +51,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$REPO/build
 RUNTIME=8 SIZE=1g FILE_SIZE=2g REPEAT=1 SERVERS=4 DELAY_US=0
-TARGETS=r1,r2,qemu-nbd,nbdkit
+TARGETS=r1,r1-tcp,r2,qemu-nbd,nbdkit
 JOBS=randread4k,randwrite4k,read1m,write1m,fsync4k
 VOLUME_OPTS='' WORKPARENT=${TMPDIR:-/var/tmp} OUT='' KEEP=0
 
@@ -81,14 +83,14 @@ done
 [[ $SERVERS =~ ^[0-9]+$ && $SERVERS -ge 2 ]] || die "--servers wants at least 2 (R=2)"
 IFS=, read -r -a TARGET_LIST <<<"$TARGETS"
 IFS=, read -r -a JOB_LIST <<<"$JOBS"
-for t in "${TARGET_LIST[@]}"; do [[ $t =~ ^(r1|r2|qemu-nbd|nbdkit)$ ]] || die "unknown target '$t'"; done
+for t in "${TARGET_LIST[@]}"; do [[ $t =~ ^(r1|r1-tcp|r2|qemu-nbd|nbdkit)$ ]] || die "unknown target '$t'"; done
 for j in "${JOB_LIST[@]}"; do [[ $j =~ ^(randread4k|randwrite4k|read1m|write1m|fsync4k)$ ]] || die "unknown job '$j'"; done
 
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is not installed"; }
 need fio; need nbdinfo; need python3
 fio --enghelp=nbd >/dev/null 2>&1 || die "fio lacks the nbd ioengine"
 uses() { [[ ",$TARGETS," == *",$1,"* ]]; }
-if uses r1 || uses r2; then
+if uses r1 || uses r1-tcp || uses r2; then
   META_BIN=$BUILD/meta/flurry-meta TS_BIN=$BUILD/tractserver/flurry-tractserver DISK_BIN=$BUILD/daemon/flurry-disk
   for b in "$META_BIN" "$TS_BIN" "$DISK_BIN"; do
     [[ -x $b ]] || die "$b not found: build first (meson compile -C $BUILD) or pass --build DIR"
@@ -198,15 +200,17 @@ cluster_start() {
 target_start() {
   local port
   case $1 in
-    r1|r2)
+    r1|r1-tcp|r2)
       rm -f "$W/disk.port"
-      spawn "disk-$1" "$DISK_BIN" --meta "127.0.0.1:$META_PORT" --volume "$1" --listen 127.0.0.1:0 \
-        --port-file "$W/disk.port"
+      local vol=${1%-tcp} extra=()
+      [[ $1 == *-tcp ]] && extra=(--no-local-socket)
+      spawn "disk-$1" "$DISK_BIN" --meta "127.0.0.1:$META_PORT" --volume "$vol" --listen 127.0.0.1:0 \
+        --port-file "$W/disk.port" "${extra[@]}"
       SERVER_PID=$LAST_PID
       local i
       for ((i = 0; i < 300; i++)); do [[ -s $W/disk.port ]] && break; sleep 0.1; done
       [[ -s $W/disk.port ]] || die "flurry-disk did not start (see $W/logs/disk-$1.log)"
-      URI=nbd://127.0.0.1:$(<"$W/disk.port")/$1
+      URI=nbd://127.0.0.1:$(<"$W/disk.port")/$vol
       ;;
     qemu-nbd)
       port=$(free_port)
@@ -272,7 +276,7 @@ prefill() {
 if uses qemu-nbd || uses nbdkit; then
   fallocate -l "$FILE_BYTES" "$W/disk.img" 2>/dev/null || truncate -s "$FILE_BYTES" "$W/disk.img"
 fi
-if uses r1 || uses r2; then cluster_start; fi
+if uses r1 || uses r1-tcp || uses r2; then cluster_start; fi
 log "runtime ${RUNTIME}s per job, range $SIZE, repeat $REPEAT, targets $TARGETS, scratch $W"
 
 : >"$W/results.tsv"
@@ -281,6 +285,7 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
     target_start "$t"
     data=$t
     [[ $t == qemu-nbd || $t == nbdkit ]] && data="file"  # they share disk.img
+    [[ $t == r1-tcp ]] && data="r1"                      # the same volume
     # Reads first (over prefilled data), then writes.
     for j in randread4k read1m randwrite4k write1m fsync4k; do
       [[ ",$JOBS," == *",$j,"* ]] || continue
@@ -303,7 +308,8 @@ vals = {}
 for line in open(path):
     rep, t, j, v = line.split("\t")
     vals.setdefault((t, j), []).append(float(v))
-cols = [("r1", "flurry R=1"), ("r2", "flurry R=2"), ("qemu-nbd", "qemu-nbd"), ("nbdkit", "nbdkit")]
+cols = [("r1", "flurry R=1"), ("r1-tcp", "R=1 TCP"), ("r2", "flurry R=2"), ("qemu-nbd", "qemu-nbd"),
+        ("nbdkit", "nbdkit")]
 rows = [("randread4k", "4K randread QD32", "IOPS"), ("randwrite4k", "4K randwrite QD32", "IOPS"),
         ("read1m", "1M read QD8", "MB/s"), ("write1m", "1M write QD8", "MB/s"),
         ("fsync4k", "4K write+fsync QD1", "IOPS")]
@@ -317,14 +323,14 @@ def fmt(x, unit):
     if unit == "IOPS":
         return f"{x / 1000:.1f}K" if x >= 10000 else f"{x:.0f}"
     return f"{x:.0f}"
-header = ["job"] + [c[1] for c in cols] + ["R1/qemu-nbd"]
+header = ["job"] + [c[1] for c in cols] + ["R1/qemu-nbd", "R1 TCP/qemu-nbd"]
 table = []
 for j, name, unit in rows:
     if j not in jobs:
         continue
-    r1, q = med("r1", j), med("qemu-nbd", j)
-    ratio = f"{r1 / q:.2f}" if r1 is not None and q else "-"
-    table.append([f"{name} ({unit})"] + [fmt(med(c, j), unit) for c, _ in cols] + [ratio])
+    q = med("qemu-nbd", j)
+    ratio = lambda t: f"{med(t, j) / q:.2f}" if med(t, j) is not None and q else "-"
+    table.append([f"{name} ({unit})"] + [fmt(med(c, j), unit) for c, _ in cols] + [ratio("r1"), ratio("r1-tcp")])
 widths = [max(len(r[i]) for r in [header] + table) for i in range(len(header))]
 line = lambda r: "| " + " | ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)) + " |"
 what = "median of %s runs" % repeat if int(repeat) > 1 else "1 run"

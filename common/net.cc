@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 
 namespace flurry {
@@ -76,6 +77,62 @@ Result<int> ListenUnix(const std::string& path, int backlog) {
     close(fd);
     return Result<int>::error(e);
   }
+  return fd;
+}
+
+std::string LocalTractSocketName(const std::string& addr) {
+  std::string name = "flurry-tract/" + addr;
+  // sun_path holds the leading NUL plus the name.
+  if (name.size() + 1 > sizeof(sockaddr_un::sun_path)) return {};
+  return name;
+}
+
+namespace {
+socklen_t AbstractAddr(const std::string& name, sockaddr_un* sa) {
+  *sa = sockaddr_un{};
+  sa->sun_family = AF_UNIX;
+  memcpy(sa->sun_path + 1, name.data(), name.size());  // sun_path[0] = 0: abstract
+  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+}
+}  // namespace
+
+Result<int> ListenAbstract(const std::string& name, int backlog) {
+  sockaddr_un sa;
+  if (name.empty() || name.size() + 1 > sizeof sa.sun_path) return Result<int>::error(-ENAMETOOLONG);
+  socklen_t len = AbstractAddr(name, &sa);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Result<int>::error(-errno);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), len) < 0 || listen(fd, backlog) < 0) {
+    int e = -errno;
+    close(fd);
+    return Result<int>::error(e);
+  }
+  return fd;
+}
+
+Result<int> ConnectAbstract(const std::string& name) {
+  sockaddr_un sa;
+  if (name.empty() || name.size() + 1 > sizeof sa.sun_path) return Result<int>::error(-ENAMETOOLONG);
+  socklen_t len = AbstractAddr(name, &sa);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return Result<int>::error(-errno);
+  // A unix stream connect completes at once, or fails at once (nothing
+  // listens: ECONNREFUSED; backlog full: EAGAIN). Never blocks the caller.
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), len) < 0) {
+    int e = -errno;
+    close(fd);
+    return Result<int>::error(e);
+  }
+  // Anyone may bind an abstract name: trust only a listener running as root
+  // or as us, never another user's process squatting the name.
+  ucred cred{};
+  socklen_t cl = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 ||
+      (cred.uid != 0 && cred.uid != geteuid())) {
+    close(fd);
+    return Result<int>::error(-EPERM);
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   return fd;
 }
 

@@ -66,6 +66,8 @@ void Usage(FILE* f) {
           "  --lease-wait-ms N    if another flurry-disk holds a volume's lease, wait up to N ms for\n"
           "                       it to lapse (default: fail at once if that process runs on this\n"
           "                       host, break the lease if it is gone, else wait for its ttl)\n"
+          "  --no-local-socket    reach tract servers on this host over TCP, not over their\n"
+          "                       local unix sockets (docs/PROTOCOL.md \"Local sockets\")\n"
           "  -v, --verbose        debug logging\n"
           "  -h, --help           this text\n"
           "\n"
@@ -79,7 +81,7 @@ void Usage(FILE* f) {
 int main(int argc, char** argv) {
   std::string meta, listen = "127.0.0.1:10809", unix_path, fuse_dir, port_file;
   std::vector<std::string> volumes, read_only;
-  bool no_tcp = false;
+  bool no_tcp = false, local_socket = true;
   EngineOptions engine_defaults;
   VolumeLease::Options lease_opts;
   static const option longopts[] = {
@@ -93,6 +95,7 @@ int main(int argc, char** argv) {
       {"no-tcp", no_argument, nullptr, 'T'},          {"unix", required_argument, nullptr, 'u'},
       {"fuse", required_argument, nullptr, 'f'},      {"port-file", required_argument, nullptr, 'p'},
       {"verbose", no_argument, nullptr, 'v'},         {"help", no_argument, nullptr, 'h'},
+      {"no-local-socket", no_argument, nullptr, 'U'},
       {nullptr, 0, nullptr, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "vh", longopts, nullptr)) != -1) {
@@ -102,6 +105,7 @@ int main(int argc, char** argv) {
       case 'r': read_only.push_back(optarg); break;
       case 'l': listen = optarg; break;
       case 'T': no_tcp = true; break;
+      case 'U': local_socket = false; break;
       case 'u': unix_path = optarg; break;
       case 'f': fuse_dir = optarg; break;
       case 'p': port_file = optarg; break;
@@ -229,7 +233,10 @@ int main(int argc, char** argv) {
   auto loop = Loop::Create(1024, /*single_thread=*/true);
   if (!loop) { fprintf(stderr, "flurry-disk: io_uring: %s\n", errstr(loop.err()).c_str()); return 1; }
   Status why;
-  auto fds = FdsClient::Create(loop->get(), {*mhp}, &why);
+  FdsClient::Options fds_opts;
+  fds_opts.meta = *mhp;
+  fds_opts.local_sockets = local_socket;
+  auto fds = FdsClient::Create(loop->get(), fds_opts, &why);
   if (!fds) { fprintf(stderr, "flurry-disk: %s\n", why.ToString().c_str()); return 1; }
   std::vector<Volume> devices;
   NbdServer nbd(loop->get(), {});

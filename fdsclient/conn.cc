@@ -18,12 +18,36 @@ constexpr size_t kRecvBuf = 128 * 1024;
 constexpr size_t kMaxIov = 64;
 }  // namespace
 
-FdsClient::Conn::Conn(Loop* loop, std::string addr, std::function<void(Conn*)> on_dead)
+FdsClient::Conn::Conn(Loop* loop, std::string addr, bool local_socket, std::function<void(Conn*)> on_dead)
     : loop_(loop), addr_(std::move(addr)), on_dead_(std::move(on_dead)), rbuf_(kRecvBuf) {
-  Connect();
+  Connect(local_socket);
 }
 
-void FdsClient::Conn::Connect() {
+void FdsClient::Conn::Connect(bool local_socket) {
+  if (local_socket) {
+    // A tract server on this host also listens on an abstract unix socket
+    // named after its address: half the kernel work of loopback TCP per
+    // message. Its absence (a remote server, another network namespace,
+    // --no-local-socket) or another user's squatter means TCP.
+    auto ufd = ConnectAbstract(LocalTractSocketName(addr_));
+    if (ufd) {
+      fd_ = *ufd;
+      local_ = true;
+      connect_in_flight_ = true;
+      FLOG_DEBUG("tract server %s: connected over its local socket", addr_.c_str());
+      loop_->Post([this] {
+        connect_in_flight_ = false;
+        if (broken_) return MaybeDelete();
+        connected_ = true;
+        PostRecv();
+        Flush();
+      });
+      return;
+    }
+    if (ufd.err() == -EPERM)
+      FLOG_WARN("tract server %s: the local socket @%s belongs to another user; using TCP", addr_.c_str(),
+                LocalTractSocketName(addr_).c_str());
+  }
   auto hp = ParseHostPort(addr_);
   addrinfo hints{}, *res = nullptr;
   hints.ai_socktype = SOCK_STREAM;

@@ -36,7 +36,9 @@ struct FdsReq {
 
 class FdsClient::Conn {
  public:
-  Conn(Loop* loop, std::string addr, std::function<void(Conn*)> on_dead);
+  // local_socket: try the server's abstract unix socket before TCP
+  // (common/net.h LocalTractSocketName).
+  Conn(Loop* loop, std::string addr, bool local_socket, std::function<void(Conn*)> on_dead);
   // Queues a request (takes ownership).
   void Send(FdsReq* r);
   // Fails every pending request with err and closes the socket.
@@ -46,9 +48,10 @@ class FdsClient::Conn {
   void ExpireTimeouts(uint64_t now_ns, uint64_t idle_timeout_ns);
   bool broken() const { return broken_; }
   const std::string& addr() const { return addr_; }
+  bool local() const { return local_; }
 
  private:
-  void Connect();
+  void Connect(bool local_socket);
   void Flush();
   void OnSent(int res);
   void PostRecv();
@@ -63,6 +66,7 @@ class FdsClient::Conn {
   int fd_ = -1;
   bool connected_ = false, broken_ = false, recv_in_flight_ = false, send_in_flight_ = false;
   bool connect_in_flight_ = false, deleting_ = false, flush_posted_ = false;
+  bool local_ = false;  // connected over the local unix socket
   sockaddr_storage sa_{};
   socklen_t salen_ = 0;
   std::deque<FdsReq*> sendq_;   // not yet fully sent

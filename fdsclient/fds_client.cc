@@ -98,7 +98,7 @@ void FdsClient::Tick() {
 FdsClient::Conn* FdsClient::GetConn(const std::string& addr) {
   auto& v = conns_[addr];
   if (v.size() < opts_.conns_per_server) {
-    Conn* c = new Conn(loop_, addr, [this](Conn* dead) {
+    Conn* c = new Conn(loop_, addr, opts_.local_sockets, [this](Conn* dead) {
       auto it = conns_.find(dead->addr());
       if (it == conns_.end()) return;
       std::erase(it->second, dead);

@@ -63,6 +63,9 @@ class FdsClient {
     uint32_t request_timeout_ms = 10000;
     uint32_t op_deadline_ms = 60000;
     uint32_t conns_per_server = 1;
+    // Reach tract servers on this host over their local unix socket
+    // (docs/PROTOCOL.md "Local sockets") rather than TCP.
+    bool local_sockets = true;
   };
   using Done = std::function<void(int res)>;
   using BitmapDone = std::function<void(int res, std::vector<uint8_t> bitmap)>;

@@ -42,6 +42,10 @@ void Usage(FILE* f) {
           "  --delay-us N         injected service latency per request, to emulate a remote disk\n"
           "  --jitter-us N        plus a uniform random extra of up to N us\n"
           "  --max-conns N        connection limit (default 256)\n"
+          "  --no-local-socket    do not also listen on the abstract unix socket\n"
+          "                       \"flurry-tract/<advertised address>\" that clients on this\n"
+          "                       host (same network namespace, user, or root) use instead\n"
+          "                       of TCP\n"
           "  --max-open-tracts N  open tract limit (default 512)\n"
           "  --journal-size SIZE  write-ahead journal DIR/journal: writes are durable once their\n"
           "                       batch is there, and tract files are synced by checkpoints\n"
@@ -67,6 +71,7 @@ std::string ServerUuid(const std::string& dir) {
 
 int main(int argc, char** argv) {
   std::string dir, listen = "127.0.0.1:0", meta, zone = "z0", port_file, advertise;
+  bool local_socket = true;
   TractServer::Options sopts;
   size_t max_open = 512;
   uint64_t journal_size = 64ull << 20;
@@ -78,6 +83,7 @@ int main(int argc, char** argv) {
       {"max-open-tracts", required_argument, nullptr, 'O'},
       {"advertise", required_argument, nullptr, 'a'},  {"journal-size", required_argument, nullptr, 'j'},
       {"verbose", no_argument, nullptr, 'v'},          {"help", no_argument, nullptr, 'h'},
+      {"no-local-socket", no_argument, nullptr, 'U'},
       {nullptr, 0, nullptr, 0}};
   int c;
   auto num = [](const char* s, unsigned long max, const char* what) -> unsigned long {
@@ -110,6 +116,7 @@ int main(int argc, char** argv) {
         journal_size = *v;
         break;
       }
+      case 'U': local_socket = false; break;
       case 'v': SetLogLevel(LogLevel::kDebug); break;
       case 'h': Usage(stdout); return 0;
       default: Usage(stderr); return 2;
@@ -145,11 +152,25 @@ int main(int argc, char** argv) {
   SetLogPrefix(("tractserver[" + addr + "]").c_str());
   TractServer server(loop->get(), store->get(), sopts);
   server.Start(*lfd);
+  std::string local_name;
+  if (local_socket) {
+    // Best effort: clients fall back to TCP when it is missing.
+    local_name = LocalTractSocketName(addr);
+    auto ufd = ListenAbstract(local_name);
+    if (ufd) {
+      server.Start(*ufd);
+    } else {
+      FLOG_WARN("no local socket @%s: %s (clients on this host use TCP)", local_name.c_str(),
+                errstr(ufd.err()).c_str());
+      local_name.clear();
+    }
+  }
   if (!port_file.empty()) {
     std::ofstream(port_file + ".tmp") << port << "\n";
     rename((port_file + ".tmp").c_str(), port_file.c_str());
   }
-  FLOG_INFO("serving %s on %s (zone %s, delay %u us)", dir.c_str(), addr.c_str(), zone.c_str(), sopts.delay_us);
+  FLOG_INFO("serving %s on %s%s%s (zone %s, delay %u us)", dir.c_str(), addr.c_str(),
+            local_name.empty() ? "" : " and @", local_name.c_str(), zone.c_str(), sopts.delay_us);
 
   // Block SIGTERM/SIGINT before any thread starts, so every thread inherits
   // the mask and the signal is only ever consumed by the loop's signalfd.

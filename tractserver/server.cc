@@ -370,17 +370,17 @@ TractServer::TractServer(Loop* loop, tractstore::TractStore* store, Options opts
 }
 
 TractServer::~TractServer() {
-  if (listen_fd_ >= 0) close(listen_fd_);
+  for (int fd : listen_fds_) close(fd);
 }
 
 void TractServer::Start(int listen_fd) {
-  listen_fd_ = listen_fd;
-  Accept();
+  listen_fds_.push_back(listen_fd);
+  Accept(listen_fd);
 }
 
-void TractServer::Accept() {
+void TractServer::Accept(int listen_fd) {
   if (shutting_down_) return;
-  loop_->Accept(listen_fd_, [this](int fd) {
+  loop_->Accept(listen_fd, [this, listen_fd](int fd) {
     if (shutting_down_) {
       if (fd >= 0) close(fd);
       return;
@@ -390,7 +390,12 @@ void TractServer::Accept() {
         counters_.rejected_connections++;
         close(fd);
       } else {
-        SetNoDelay(fd);
+        sockaddr_storage ss{};
+        socklen_t sl = sizeof ss;
+        if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0 && ss.ss_family == AF_UNIX)
+          counters_.local_connections++;
+        else
+          SetNoDelay(fd);
         counters_.connections++;
         Conn* c = new Conn(this, fd);
         conns_.insert(c);
@@ -399,17 +404,17 @@ void TractServer::Accept() {
     } else if (fd != -EINTR && fd != -ECONNABORTED && fd != -EAGAIN) {
       FLOG_WARN("accept: %s", errstr(fd).c_str());
     }
-    Accept();
+    Accept(listen_fd);
   });
 }
 
 void TractServer::Shutdown() {
   shutting_down_ = true;
-  if (listen_fd_ >= 0) {
-    loop_->CancelFd(listen_fd_);
-    close(listen_fd_);
-    listen_fd_ = -1;
+  for (int fd : listen_fds_) {
+    loop_->CancelFd(fd);
+    close(fd);
   }
+  listen_fds_.clear();
   std::vector<Conn*> all(conns_.begin(), conns_.end());
   for (Conn* c : all) c->Close();
 }
@@ -442,6 +447,8 @@ std::string TractServer::StatsText() const {
   auto kv = [&t](const char* k, uint64_t v) { AppendKv(&t, k, v); };
   kv("tlt_version", tlt_version());
   kv("connections", conns_.size());
+  kv("connections_accepted", counters_.connections);
+  kv("local_connections_accepted", counters_.local_connections);
   kv("requests", counters_.requests);
   kv("error_replies", counters_.error_replies);
   kv("protocol_errors", counters_.protocol_errors);

@@ -45,14 +45,15 @@ class TractServer {
     uint32_t jitter_us = 0;       // plus uniform [0, jitter_us)
   };
   struct Counters {
-    uint64_t connections = 0, rejected_connections = 0, protocol_errors = 0;
+    uint64_t connections = 0, local_connections = 0, rejected_connections = 0, protocol_errors = 0;
     uint64_t requests = 0, error_replies = 0, stale_rejects = 0, fenced_rejects = 0;
   };
 
   TractServer(Loop* loop, tractstore::TractStore* store, Options opts);
   ~TractServer();
 
-  // Takes ownership of a listening socket and starts accepting.
+  // Takes ownership of a listening socket and starts accepting on it; may be
+  // called once per listener (TCP, and the local unix socket).
   void Start(int listen_fd);
   // Stops accepting and closes every connection (in-flight disk IO finishes).
   void Shutdown();
@@ -65,12 +66,12 @@ class TractServer {
  private:
   class Conn;
   friend class Conn;
-  void Accept();
+  void Accept(int listen_fd);
 
   Loop* loop_;
   tractstore::TractStore* store_;
   Options opts_;
-  int listen_fd_ = -1;
+  std::vector<int> listen_fds_;
   bool shutting_down_ = false;
   std::atomic<uint64_t> tlt_version_{0};
   Counters counters_;

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "tests/cluster/cluster_fixture.h"
+#include "tests/cluster/raw_tract_conn.h"
 #include "tests/cluster/workload.h"
 
 namespace flurry::testing {
@@ -109,6 +110,81 @@ TEST_F(ClusterTest, DeepQueueOnALiveServerIsNotATimeout) {
   EXPECT_GT(Loop::NowNs() - t0, 600'000'000ull) << "the server did not queue: the test proves nothing";
   EXPECT_EQ(c->stats().timeouts, 0u);
   EXPECT_EQ(c->stats().retries, 0u);
+}
+
+uint64_t ServerCounter(const std::string& addr, const std::string& key) {
+  RawTractConn c;
+  if (c.Connect(addr) < 0) return UINT64_MAX;
+  auto rep = c.Call(RawTractConn::Header(tractproto::kOpStatServer, 0, 0, 0, 0, 0, 0));
+  if (rep.res < 0 || rep.hdr.status != 0) return UINT64_MAX;
+  std::string text = "\n" + std::string(rep.payload.begin(), rep.payload.end());
+  size_t p = text.find("\n" + key + "=");
+  if (p == std::string::npos) return UINT64_MAX;
+  return strtoull(text.c_str() + p + key.size() + 2, nullptr, 10);
+}
+
+// Writes a tract-sized pattern through c and reads it back.
+void WriteReadBack(Loop* loop, FdsClient* c, const BlobRef& b, uint8_t seed) {
+  std::vector<uint8_t> buf(kTract), got(kTract);
+  for (size_t i = 0; i < buf.size(); ++i) buf[i] = static_cast<uint8_t>(i * 13 + seed);
+  int res = 1;
+  c->Write(b, 0, 0, kTract, buf.data(), 0, [&](int r) { res = r; });
+  ASSERT_TRUE(RunUntil(loop, [&] { return res != 1; }, 10000));
+  ASSERT_EQ(res, 0) << errstr(res);
+  res = 1;
+  c->Read(b, 0, 0, kTract, got.data(), [&](int r, std::vector<uint8_t>) { res = r; });
+  ASSERT_TRUE(RunUntil(loop, [&] { return res != 1; }, 10000));
+  ASSERT_EQ(res, 0) << errstr(res);
+  ASSERT_EQ(0, memcmp(got.data(), buf.data(), kTract));
+}
+
+// docs/PROTOCOL.md "Local sockets": a client on the servers' host reaches
+// them over their abstract unix sockets (fewer kernel cycles per message);
+// with local_sockets off, or against a server started --no-local-socket,
+// it uses TCP. Both carry the same protocol and data.
+TEST_F(ClusterTest, LocalSocketCarriesIoAndTcpRemainsTheFallback) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(2, /*heartbeat_timeout_ms=*/60000));
+  VolumeInfo v = CreateVolume("local", 4 * kTract, kTract, 2);
+  std::vector<std::string> addrs = {cluster_->server_addr(0), cluster_->server_addr(1)};
+  for (auto& a : addrs) ASSERT_EQ(ServerCounter(a, "local_connections_accepted"), 0u) << a;
+
+  FdsClient* c = Client();
+  ASSERT_NE(c, nullptr);
+  ASSERT_NO_FATAL_FAILURE(WriteReadBack(loop_.get(), c, Blob(v), 1));
+  // R=2: the write reached both servers, each over its local socket.
+  for (auto& a : addrs) EXPECT_EQ(ServerCounter(a, "local_connections_accepted"), 1u) << a;
+
+  client_.reset();
+  c = Client(60000, 5000, /*local_sockets=*/false);
+  ASSERT_NE(c, nullptr);
+  uint64_t tcp0 = ServerCounter(addrs[0], "connections_accepted");
+  ASSERT_NO_FATAL_FAILURE(WriteReadBack(loop_.get(), c, Blob(v), 2));
+  for (auto& a : addrs) EXPECT_EQ(ServerCounter(a, "local_connections_accepted"), 1u) << a;
+  // The client's TCP connection plus our counter's own.
+  EXPECT_GE(ServerCounter(addrs[0], "connections_accepted"), tcp0 + 2);
+
+  // The same protocol on the raw local socket; nothing listens for a
+  // made-up address.
+  RawTractConn raw;
+  ASSERT_EQ(raw.ConnectLocal(addrs[0]), 0);
+  auto rep = raw.Call(RawTractConn::Header(tractproto::kOpPing, 0, 0, 0, 0, 0, 0));
+  ASSERT_EQ(rep.res, 0);
+  EXPECT_EQ(rep.hdr.status, 0);
+  RawTractConn none;
+  EXPECT_EQ(none.ConnectLocal("127.0.0.1:1"), -ECONNREFUSED);
+}
+
+TEST_F(ClusterTest, ServersWithoutLocalSocketAreReachedOverTcp) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(2, /*heartbeat_timeout_ms=*/60000, {"--no-local-socket"}));
+  VolumeInfo v = CreateVolume("tcp", 4 * kTract, kTract, 2);
+  FdsClient* c = Client();  // would use local sockets, finds none
+  ASSERT_NE(c, nullptr);
+  ASSERT_NO_FATAL_FAILURE(WriteReadBack(loop_.get(), c, Blob(v), 3));
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(ServerCounter(cluster_->server_addr(i), "local_connections_accepted"), 0u);
+    RawTractConn raw;
+    EXPECT_EQ(raw.ConnectLocal(cluster_->server_addr(i)), -ECONNREFUSED);
+  }
 }
 
 }  // namespace

@@ -96,9 +96,11 @@ class ClusterTest : public ::testing::Test {
   static BlobRef Blob(const VolumeInfo& v) { return BlobRef{v.blob_hi, v.blob_lo, v.tract_size, v.replicas}; }
 
   // A client of the cluster (fetches the TLT: create volumes first).
-  FdsClient* Client(uint32_t op_deadline_ms = 60000, uint32_t request_timeout_ms = 5000) {
+  FdsClient* Client(uint32_t op_deadline_ms = 60000, uint32_t request_timeout_ms = 5000,
+                    bool local_sockets = true) {
     FdsClient::Options o;
     o.meta = cluster_->meta();
+    o.local_sockets = local_sockets;
     o.op_deadline_ms = op_deadline_ms;
     o.request_timeout_ms = request_timeout_ms;
     Status why;

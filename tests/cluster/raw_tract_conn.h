@@ -41,6 +41,13 @@ class RawTractConn {
     fd_ = *fd;
     return 0;
   }
+  // The server's local unix socket (common/net.h LocalTractSocketName).
+  int ConnectLocal(const std::string& addr) {
+    auto fd = ConnectAbstract(LocalTractSocketName(addr));
+    if (!fd) return fd.err();
+    fd_ = *fd;
+    return 0;
+  }
   void Close() {
     if (fd_ >= 0) close(fd_);
     fd_ = -1;
