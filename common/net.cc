@@ -132,7 +132,12 @@ Result<int> ConnectAbstract(const std::string& name) {
     close(fd);
     return Result<int>::error(-EPERM);
   }
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+    int e = -errno;
+    close(fd);
+    return Result<int>::error(e);
+  }
   return fd;
 }
 

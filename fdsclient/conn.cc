@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <unordered_set>
 
 #include "common/log.h"
 #include "common/net.h"
@@ -44,9 +45,13 @@ void FdsClient::Conn::Connect(bool local_socket) {
       });
       return;
     }
-    if (ufd.err() == -EPERM)
-      FLOG_WARN("tract server %s: the local socket @%s belongs to another user; using TCP", addr_.c_str(),
-                LocalTractSocketName(addr_).c_str());
+    if (ufd.err() == -EPERM) {
+      // Once per address and process: reconnects would repeat it.
+      static std::unordered_set<std::string> warned;
+      if (warned.insert(addr_).second)
+        FLOG_WARN("tract server %s: its local socket @%s belongs to another user; using TCP", addr_.c_str(),
+                  LocalTractSocketName(addr_).c_str());
+    }
   }
   auto hp = ParseHostPort(addr_);
   addrinfo hints{}, *res = nullptr;

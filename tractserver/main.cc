@@ -43,9 +43,9 @@ void Usage(FILE* f) {
           "  --jitter-us N        plus a uniform random extra of up to N us\n"
           "  --max-conns N        connection limit (default 256)\n"
           "  --no-local-socket    do not also listen on the abstract unix socket\n"
-          "                       \"flurry-tract/<advertised address>\" that clients on this\n"
-          "                       host (same network namespace, user, or root) use instead\n"
-          "                       of TCP\n"
+          "                       \"flurry-tract/<advertised address>\", which clients in this\n"
+          "                       host's network namespace use instead of TCP when this\n"
+          "                       server runs as root or as their user\n"
           "  --max-open-tracts N  open tract limit (default 512)\n"
           "  --journal-size SIZE  write-ahead journal DIR/journal: writes are durable once their\n"
           "                       batch is there, and tract files are synced by checkpoints\n"
@@ -154,13 +154,20 @@ int main(int argc, char** argv) {
   server.Start(*lfd);
   std::string local_name;
   if (local_socket) {
-    // Best effort: clients fall back to TCP when it is missing.
     local_name = LocalTractSocketName(addr);
     auto ufd = ListenAbstract(local_name);
     if (ufd) {
       server.Start(*ufd);
+    } else if (ufd.err() == -EADDRINUSE) {
+      // Local clients of this address would reach whoever holds the name:
+      // refuse to run beside it rather than let them write elsewhere.
+      fprintf(stderr,
+              "flurry-tractserver: the local socket @%s is taken: another process (a tract server\n"
+              "advertising %s?) serves it; stop that process or start with --no-local-socket\n",
+              local_name.c_str(), addr.c_str());
+      return 1;
     } else {
-      FLOG_WARN("no local socket @%s: %s (clients on this host use TCP)", local_name.c_str(),
+      FLOG_WARN("no local socket for %s: %s (clients on this host use TCP)", addr.c_str(),
                 errstr(ufd.err()).c_str());
       local_name.clear();
     }

@@ -4,6 +4,7 @@
 #include "tractserver/journal.h"
 #include "tractserver/tract.h"
 
+#include <fcntl.h>
 #include <malloc.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -374,8 +375,30 @@ TractServer::~TractServer() {
 }
 
 void TractServer::Start(int listen_fd) {
+  // Non-blocking, so that DrainAccepts() can empty its queue on the spot
+  // (io_uring's accept waits for readiness either way).
+  int fl = fcntl(listen_fd, F_GETFL);
+  if (fl >= 0) fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK);
   listen_fds_.push_back(listen_fd);
   Accept(listen_fd);
+}
+
+void TractServer::Adopt(int fd) {
+  if (conns_.size() >= opts_.max_connections) {
+    counters_.rejected_connections++;
+    close(fd);
+    return;
+  }
+  sockaddr_storage ss{};
+  socklen_t sl = sizeof ss;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0 && ss.ss_family == AF_UNIX)
+    counters_.local_connections++;
+  else
+    SetNoDelay(fd);
+  counters_.connections++;
+  Conn* c = new Conn(this, fd);
+  conns_.insert(c);
+  c->Start();
 }
 
 void TractServer::Accept(int listen_fd) {
@@ -386,26 +409,22 @@ void TractServer::Accept(int listen_fd) {
       return;
     }
     if (fd >= 0) {
-      if (conns_.size() >= opts_.max_connections) {
-        counters_.rejected_connections++;
-        close(fd);
-      } else {
-        sockaddr_storage ss{};
-        socklen_t sl = sizeof ss;
-        if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0 && ss.ss_family == AF_UNIX)
-          counters_.local_connections++;
-        else
-          SetNoDelay(fd);
-        counters_.connections++;
-        Conn* c = new Conn(this, fd);
-        conns_.insert(c);
-        c->Start();
-      }
+      Adopt(fd);
     } else if (fd != -EINTR && fd != -ECONNABORTED && fd != -EAGAIN) {
       FLOG_WARN("accept: %s", errstr(fd).c_str());
     }
     Accept(listen_fd);
   });
+}
+
+void TractServer::DrainAccepts() {
+  for (int lfd : listen_fds_) {
+    for (;;) {
+      int fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) break;  // EAGAIN: empty (or an error the armed accept reports)
+      Adopt(fd);
+    }
+  }
 }
 
 void TractServer::Shutdown() {
@@ -420,6 +439,10 @@ void TractServer::Shutdown() {
 }
 
 int TractServer::AddFence(uint64_t hi, uint64_t lo, uint64_t owner_seq) {
+  // Number every connection that reached us before this FENCE first: with
+  // two listeners (TCP and the local socket) an older connection may still
+  // wait in the other accept queue, and must count as older.
+  DrainAccepts();
   // Drop fences that no live connection predates: they can reject nothing.
   uint64_t oldest = UINT64_MAX;
   for (Conn* c : conns_) oldest = std::min(oldest, c->seq());

@@ -67,6 +67,8 @@ class TractServer {
   class Conn;
   friend class Conn;
   void Accept(int listen_fd);
+  void Adopt(int fd);        // a new connection (or closes it at the limit)
+  void DrainAccepts();       // adopts every connection waiting on any listener
 
   Loop* loop_;
   tractstore::TractStore* store_;
