@@ -418,6 +418,7 @@ void TractServer::Accept(int listen_fd) {
 }
 
 void TractServer::DrainAccepts() {
+  if (shutting_down_) return;
   for (int lfd : listen_fds_) {
     for (;;) {
       int fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
@@ -429,11 +430,9 @@ void TractServer::DrainAccepts() {
 
 void TractServer::Shutdown() {
   shutting_down_ = true;
-  for (int fd : listen_fds_) {
-    loop_->CancelFd(fd);
-    close(fd);
-  }
-  listen_fds_.clear();
+  // Cancel the armed accepts; the sockets close in the destructor (closing
+  // them now would make the queued cancel miss its descriptor).
+  for (int fd : listen_fds_) loop_->CancelFd(fd);
   std::vector<Conn*> all(conns_.begin(), conns_.end());
   for (Conn* c : all) c->Close();
 }
