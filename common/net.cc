@@ -80,14 +80,12 @@ Result<int> ListenUnix(const std::string& path, int backlog) {
   return fd;
 }
 
-std::string LocalTractSocketName(const std::string& addr) {
-  std::string name = "flurry-tract/" + addr;
-  // sun_path holds the leading NUL plus the name.
-  if (name.size() + 1 > sizeof(sockaddr_un::sun_path)) return {};
-  return name;
+namespace {
+// sun_path holds the leading NUL plus the name.
+bool FitsAbstract(const std::string& name) {
+  return !name.empty() && name.size() + 1 <= sizeof(sockaddr_un::sun_path);
 }
 
-namespace {
 socklen_t AbstractAddr(const std::string& name, sockaddr_un* sa) {
   *sa = sockaddr_un{};
   sa->sun_family = AF_UNIX;
@@ -96,9 +94,14 @@ socklen_t AbstractAddr(const std::string& name, sockaddr_un* sa) {
 }
 }  // namespace
 
+std::string LocalTractSocketName(const std::string& addr) {
+  std::string name = "flurry-tract/" + addr;
+  return FitsAbstract(name) ? name : std::string();
+}
+
 Result<int> ListenAbstract(const std::string& name, int backlog) {
+  if (!FitsAbstract(name)) return Result<int>::error(-ENAMETOOLONG);
   sockaddr_un sa;
-  if (name.empty() || name.size() + 1 > sizeof sa.sun_path) return Result<int>::error(-ENAMETOOLONG);
   socklen_t len = AbstractAddr(name, &sa);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Result<int>::error(-errno);
@@ -111,8 +114,8 @@ Result<int> ListenAbstract(const std::string& name, int backlog) {
 }
 
 Result<int> ConnectAbstract(const std::string& name) {
+  if (!FitsAbstract(name)) return Result<int>::error(-ENAMETOOLONG);
   sockaddr_un sa;
-  if (name.empty() || name.size() + 1 > sizeof sa.sun_path) return Result<int>::error(-ENAMETOOLONG);
   socklen_t len = AbstractAddr(name, &sa);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return Result<int>::error(-errno);

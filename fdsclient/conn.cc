@@ -33,16 +33,9 @@ void FdsClient::Conn::Connect(bool local_socket) {
     auto ufd = ConnectAbstract(LocalTractSocketName(addr_));
     if (ufd) {
       fd_ = *ufd;
-      local_ = true;
       connect_in_flight_ = true;
       FLOG_DEBUG("tract server %s: connected over its local socket", addr_.c_str());
-      loop_->Post([this] {
-        connect_in_flight_ = false;
-        if (broken_) return MaybeDelete();
-        connected_ = true;
-        PostRecv();
-        Flush();
-      });
+      loop_->Post([this] { OnConnected(0); });
       return;
     }
     if (ufd.err() == -EPERM) {
@@ -71,14 +64,16 @@ void FdsClient::Conn::Connect(bool local_socket) {
   }
   SetNoDelay(fd_);
   connect_in_flight_ = true;
-  loop_->Connect(fd_, reinterpret_cast<sockaddr*>(&sa_), salen_, [this](int r) {
-    connect_in_flight_ = false;
-    if (broken_) return MaybeDelete();
-    if (r < 0) return Break(r);
-    connected_ = true;
-    PostRecv();
-    Flush();
-  });
+  loop_->Connect(fd_, reinterpret_cast<sockaddr*>(&sa_), salen_, [this](int r) { OnConnected(r); });
+}
+
+void FdsClient::Conn::OnConnected(int r) {
+  connect_in_flight_ = false;
+  if (broken_) return MaybeDelete();
+  if (r < 0) return Break(r);
+  connected_ = true;
+  PostRecv();
+  Flush();
 }
 
 void FdsClient::Conn::Send(FdsReq* r) {

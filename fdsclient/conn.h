@@ -48,10 +48,10 @@ class FdsClient::Conn {
   void ExpireTimeouts(uint64_t now_ns, uint64_t idle_timeout_ns);
   bool broken() const { return broken_; }
   const std::string& addr() const { return addr_; }
-  bool local() const { return local_; }
 
  private:
   void Connect(bool local_socket);
+  void OnConnected(int res);  // the connect finished (res < 0: failed)
   void Flush();
   void OnSent(int res);
   void PostRecv();
@@ -66,7 +66,6 @@ class FdsClient::Conn {
   int fd_ = -1;
   bool connected_ = false, broken_ = false, recv_in_flight_ = false, send_in_flight_ = false;
   bool connect_in_flight_ = false, deleting_ = false, flush_posted_ = false;
-  bool local_ = false;  // connected over the local unix socket
   sockaddr_storage sa_{};
   socklen_t salen_ = 0;
   std::deque<FdsReq*> sendq_;   // not yet fully sent

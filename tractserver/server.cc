@@ -371,7 +371,7 @@ TractServer::TractServer(Loop* loop, tractstore::TractStore* store, Options opts
 }
 
 TractServer::~TractServer() {
-  for (int fd : listen_fds_) close(fd);
+  for (const Listener& l : listeners_) close(l.fd);
 }
 
 void TractServer::Start(int listen_fd) {
@@ -379,19 +379,20 @@ void TractServer::Start(int listen_fd) {
   // (io_uring's accept waits for readiness either way).
   int fl = fcntl(listen_fd, F_GETFL);
   if (fl >= 0) fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK);
-  listen_fds_.push_back(listen_fd);
-  Accept(listen_fd);
+  sockaddr_storage ss{};
+  socklen_t sl = sizeof ss;
+  bool local = getsockname(listen_fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0 && ss.ss_family == AF_UNIX;
+  listeners_.push_back({listen_fd, local});
+  Accept(listeners_.back());
 }
 
-void TractServer::Adopt(int fd) {
+void TractServer::Adopt(int fd, bool local) {
   if (conns_.size() >= opts_.max_connections) {
     counters_.rejected_connections++;
     close(fd);
     return;
   }
-  sockaddr_storage ss{};
-  socklen_t sl = sizeof ss;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0 && ss.ss_family == AF_UNIX)
+  if (local)
     counters_.local_connections++;
   else
     SetNoDelay(fd);
@@ -401,29 +402,29 @@ void TractServer::Adopt(int fd) {
   c->Start();
 }
 
-void TractServer::Accept(int listen_fd) {
+void TractServer::Accept(const Listener& l) {
   if (shutting_down_) return;
-  loop_->Accept(listen_fd, [this, listen_fd](int fd) {
+  loop_->Accept(l.fd, [this, l](int fd) {
     if (shutting_down_) {
       if (fd >= 0) close(fd);
       return;
     }
     if (fd >= 0) {
-      Adopt(fd);
+      Adopt(fd, l.local);
     } else if (fd != -EINTR && fd != -ECONNABORTED && fd != -EAGAIN) {
       FLOG_WARN("accept: %s", errstr(fd).c_str());
     }
-    Accept(listen_fd);
+    Accept(l);
   });
 }
 
 void TractServer::DrainAccepts() {
   if (shutting_down_) return;
-  for (int lfd : listen_fds_) {
+  for (const Listener& l : listeners_) {
     for (;;) {
-      int fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+      int fd = accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
       if (fd < 0) break;  // EAGAIN: empty (or an error the armed accept reports)
-      Adopt(fd);
+      Adopt(fd, l.local);
     }
   }
 }
@@ -432,7 +433,7 @@ void TractServer::Shutdown() {
   shutting_down_ = true;
   // Cancel the armed accepts; the sockets close in the destructor (closing
   // them now would make the queued cancel miss its descriptor).
-  for (int fd : listen_fds_) loop_->CancelFd(fd);
+  for (const Listener& l : listeners_) loop_->CancelFd(l.fd);
   std::vector<Conn*> all(conns_.begin(), conns_.end());
   for (Conn* c : all) c->Close();
 }

@@ -66,14 +66,18 @@ class TractServer {
  private:
   class Conn;
   friend class Conn;
-  void Accept(int listen_fd);
-  void Adopt(int fd);        // a new connection (or closes it at the limit)
+  struct Listener {
+    int fd;
+    bool local;  // the unix socket (no TCP_NODELAY; counted apart)
+  };
+  void Accept(const Listener& l);
+  void Adopt(int fd, bool local);  // a new connection (or closes it at the limit)
   void DrainAccepts();       // adopts every connection waiting on any listener
 
   Loop* loop_;
   tractstore::TractStore* store_;
   Options opts_;
-  std::vector<int> listen_fds_;
+  std::vector<Listener> listeners_;
   bool shutting_down_ = false;
   std::atomic<uint64_t> tlt_version_{0};
   Counters counters_;
