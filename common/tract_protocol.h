@@ -7,7 +7,7 @@
 // Byte order: every integer is little-endian. Frames are a fixed header
 // followed by payload_len bytes of payload.
 //
-// Request (80 bytes) -> Reply (48 bytes). Many requests may be in flight on
+// Request (88 bytes) -> Reply (48 bytes). Many requests may be in flight on
 // one connection; replies come back in any order, matched by `id`.
 //
 // Checksums: header_sum is the low 32 bits of XXH3-64 over the header with
@@ -29,7 +29,7 @@ namespace flurry::tractproto {
 
 inline constexpr uint32_t kRequestMagic = 0x51524c46;  // "FLRQ" in memory order
 inline constexpr uint32_t kReplyMagic = 0x50524c46;    // "FLRP"
-inline constexpr uint16_t kVersion = 1;
+inline constexpr uint16_t kVersion = 2;  // 2: writer_gen in every request
 
 // Allocation and checksum granularity of the tract store.
 inline constexpr uint32_t kChunkSize = 4096;
@@ -52,8 +52,9 @@ enum Op : uint16_t {
   kOpListTracts = 9,  // reply payload = array of TractEntry (see below) for blob, or all blobs if blob==0
   kOpChunkSums = 10,  // reply payload = alloc bitmap of the whole tract (aux_len bytes), then one
                       // XXH3-64 per chunk (8 bytes each, 0 for an unallocated chunk)
-  kOpFence = 11,      // blob id only: connections accepted before this one may no longer
-                      // write, trim or zero the blob (-EPERM); see docs/PROTOCOL.md
+  kOpFence = 11,      // blob id (+ writer_gen): connections accepted before this one, and
+                      // requests with an older writer_gen, may no longer write, trim or
+                      // zero the blob (-EPERM); see docs/PROTOCOL.md
   kOpMax = 11,
 };
 
@@ -80,8 +81,13 @@ struct RequestHeader {
   uint64_t payload_sum;
   uint32_t header_sum;
   uint32_t payload_len;
+  // The sender's write-lease generation of the blob (0 = none). A server
+  // refuses WRITE (not FILL), TRIM and ZERO carrying a generation older
+  // than the newest it has recorded for the blob; FENCE and such requests
+  // record a newer one durably first. See docs/PROTOCOL.md.
+  uint64_t writer_gen;
 };
-static_assert(sizeof(RequestHeader) == 80);
+static_assert(sizeof(RequestHeader) == 88);
 
 struct ReplyHeader {
   uint32_t magic;

@@ -55,6 +55,7 @@ class VolumeLease : public WriteGate {
 
   int Check(uint64_t now_ns) const override;
   const char* what() const override { return "write lease"; }
+  uint64_t writer_gen() const override { return gen_; }
   void Release();
   uint64_t gen() const { return gen_; }
 

@@ -47,6 +47,7 @@ Result<Volume> MakeVolume(const VolumeInfo& vol, FdsClient* fds, const EngineOpt
     return Result<Volume>::error(-EINVAL);
   }
   BlobRef ref{vol.blob_hi, vol.blob_lo, vol.tract_size, vol.replicas};
+  ref.writer_gen = opts.gate ? opts.gate->writer_gen() : 0;
   Volume v;
   StripedBlob::Options so;
   so.loop = opts.loop;

@@ -201,6 +201,7 @@ void FdsClient::SendTo(Op* op, size_t idx) {
   h.length = op->len;
   h.flags = op->flags;
   h.tract_size = op->blob.tract_size;
+  h.writer_gen = op->blob.writer_gen;
   if (op->opcode == kOpWrite) {
     h.payload_len = op->len;
     h.payload_sum = op->payload_sum;

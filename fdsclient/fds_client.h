@@ -44,6 +44,10 @@ struct BlobRef {
   uint64_t hi = 0, lo = 0;
   uint32_t tract_size = 8u << 20;
   uint32_t replicas = 1;
+  // The writer's lease generation, sent with every request (0 = none):
+  // servers that recorded a newer one for the blob refuse our writes, and
+  // our FENCE records this one (docs/PROTOCOL.md, FENCE).
+  uint64_t writer_gen = 0;
 };
 
 struct FdsStats {

@@ -23,6 +23,10 @@ class WriteGate {
   virtual int Check(uint64_t now_ns) const = 0;
   // For log lines: what the gate is waiting for.
   virtual const char* what() const = 0;
+  // The generation the tract servers check our writes by (tract protocol
+  // writer_gen; 0 = none): a newer writer's FENCE makes servers refuse
+  // ours, whatever our own view of the lease.
+  virtual uint64_t writer_gen() const { return 0; }
 };
 
 }  // namespace flurry

@@ -173,10 +173,12 @@ class TractServer::Conn {
     TractKey key{h.blob_hi, h.blob_lo, h.tract};
     uint64_t id = h.id;
     bool mutation = (h.op == kOpWrite && !(h.flags & kFlagFill)) || h.op == kOpTrim || h.op == kOpZero;
-    if (mutation && !srv_->fences_.empty() && srv_->Fenced(h.blob_hi, h.blob_lo, seq_)) {
-      srv_->counters_.fenced_rejects++;
-      Reply(id, -EPERM);
-      return OpDone();
+    if (mutation) {
+      int r = srv_->CheckWriter(h, seq_);
+      if (r < 0) {
+        Reply(id, r);
+        return OpDone();
+      }
     }
     switch (h.op) {
       case kOpWrite:
@@ -215,9 +217,11 @@ class TractServer::Conn {
           OpDone();
         });
         return;
-      case kOpFence:
-        Reply(id, srv_->AddFence(h.blob_hi, h.blob_lo, seq_));
+      case kOpFence: {
+        int r = srv_->RaiseWriter(h);
+        Reply(id, r < 0 ? r : srv_->AddFence(h.blob_hi, h.blob_lo, seq_));
         return OpDone();
+      }
       case kOpDeleteBlob:
         st->DeleteBlob(h.blob_hi, h.blob_lo, [this, id](int r) { Reply(id, r); OpDone(); });
         return;
@@ -459,6 +463,38 @@ int TractServer::AddFence(uint64_t hi, uint64_t lo, uint64_t owner_seq) {
   return 0;
 }
 
+int TractServer::RaiseWriter(const RequestHeader& h) {
+  // writer_gen 0 (no lease) counts as older than any recorded generation.
+  tractstore::WriterGens* w = store_->writers();
+  uint64_t cur = w->Get(h.blob_hi, h.blob_lo);
+  if (h.writer_gen < cur) {
+    counters_.superseded_rejects++;
+    return -EPERM;
+  }
+  if (h.writer_gen == cur) return 0;
+  int r = w->Raise(h.blob_hi, h.blob_lo, h.writer_gen);
+  if (r < 0) return r == -ENOSPC ? r : -EIO;
+  FLOG_INFO("blob %016llx%016llx: writer generation %llu (was %llu); older writers may no longer write it",
+            (unsigned long long)h.blob_hi, (unsigned long long)h.blob_lo, (unsigned long long)h.writer_gen,
+            (unsigned long long)cur);
+  return 0;
+}
+
+int TractServer::CheckWriter(const RequestHeader& h, uint64_t conn_seq) {
+  // Generations first: they hold across connections and restarts. A writer
+  // whose FENCE this server missed (it was down) records its generation
+  // with its first write here.
+  if (h.writer_gen != 0 || store_->writers()->size() != 0) {
+    int r = RaiseWriter(h);
+    if (r < 0) return r;
+  }
+  if (!fences_.empty() && Fenced(h.blob_hi, h.blob_lo, conn_seq)) {
+    counters_.fenced_rejects++;
+    return -EPERM;
+  }
+  return 0;
+}
+
 bool TractServer::Fenced(uint64_t hi, uint64_t lo, uint64_t conn_seq) const {
   auto it = fences_.find(std::make_pair(hi, lo));
   return it != fences_.end() && conn_seq <= it->second.before_seq && conn_seq != it->second.owner_seq;
@@ -477,6 +513,8 @@ std::string TractServer::StatsText() const {
   kv("protocol_errors", counters_.protocol_errors);
   kv("stale_rejects", counters_.stale_rejects);
   kv("fenced_rejects", counters_.fenced_rejects);
+  kv("superseded_rejects", counters_.superseded_rejects);
+  kv("writer_generations", store_->writers()->size());
   kv("writes", s.writes);
   kv("reads", s.reads);
   kv("trims", s.trims);

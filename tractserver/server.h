@@ -20,6 +20,11 @@
 //   server had received from a dead (or superseded) writer but not started
 //   never lands after the new writer's recovery. At most kMaxFences blobs
 //   are fenced at once (entries no live connection predates are dropped).
+// - Writer generations (durable, tractstore::WriterGens): a WRITE (not
+//   FILL), TRIM or ZERO whose writer_gen is older than the newest recorded
+//   for its blob gets -EPERM, whatever the connection, also after a
+//   restart. A FENCE, or such a request, with a newer writer_gen records it
+//   durably before it proceeds; a FENCE with an older one gets -EPERM.
 #pragma once
 
 #include <atomic>
@@ -32,6 +37,7 @@
 
 #include "common/loop.h"
 #include "common/result.h"
+#include "common/tract_protocol.h"
 #include "tractserver/tract_store.h"
 
 namespace flurry {
@@ -47,6 +53,7 @@ class TractServer {
   struct Counters {
     uint64_t connections = 0, local_connections = 0, rejected_connections = 0, protocol_errors = 0;
     uint64_t requests = 0, error_replies = 0, stale_rejects = 0, fenced_rejects = 0;
+    uint64_t superseded_rejects = 0;  // older writer_gen than the blob's newest
   };
 
   TractServer(Loop* loop, tractstore::TractStore* store, Options opts);
@@ -93,6 +100,12 @@ class TractServer {
   static constexpr size_t kMaxFences = 65536;
   std::unordered_map<std::pair<uint64_t, uint64_t>, Fence, BlobHash> fences_;
   int AddFence(uint64_t hi, uint64_t lo, uint64_t owner_seq);
+  // h.writer_gen against the blob's recorded generation: -EPERM if older;
+  // a newer one is recorded durably first (-EIO, -ENOSPC if that fails).
+  int RaiseWriter(const tractproto::RequestHeader& h);
+  // Both checks for WRITE (not FILL), TRIM and ZERO: the generation, then
+  // the connection's FENCE.
+  int CheckWriter(const tractproto::RequestHeader& h, uint64_t conn_seq);
   bool Fenced(uint64_t hi, uint64_t lo, uint64_t conn_seq) const;
   uint64_t rng_ = 0x9E3779B97F4A7C15ull;
 };

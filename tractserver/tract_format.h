@@ -7,6 +7,7 @@
 //   LOCK                         flock()ed by the running server
 //   tracts/<blob:32 hex>/<tract>.data   tract_size bytes, sparse, O_DIRECT IO
 //   tracts/<blob:32 hex>/<tract>.meta   TractMetaHeader (4096 B) + ChunkEntry[nchunks]
+//   writers                      WriterRecord[]: newest writer generation per blob
 //
 // Every chunk (4 KiB) has two checksum slots. The invariant: the chunk's
 // data on disk always matches sum[cur] or, if kChunkPending is set, possibly
@@ -19,6 +20,7 @@
 // whose 4 KiB device write was not atomic).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "common/checksum.h"
@@ -56,6 +58,21 @@ struct ChunkEntry {
   uint64_t entry_sum;  // XXH3-64 (seed = chunk index) of the first 24 bytes
 };
 static_assert(sizeof(ChunkEntry) == 32);
+
+// DIR/writers: append-only, one record per raised (or erased, gen 0)
+// writer generation; the last record of a blob wins (writer_gens.h).
+inline constexpr uint32_t kWriterMagic = 0x47574C46;  // "FLWG" in memory order
+struct WriterRecord {
+  uint64_t blob_hi;
+  uint64_t blob_lo;
+  uint64_t gen;    // 0 = the blob was deleted: forget it
+  uint32_t magic;  // kWriterMagic
+  uint32_t sum;    // low 32 bits of XXH3-64 of the 28 bytes above
+};
+static_assert(sizeof(WriterRecord) == 32);
+inline uint32_t WriterRecordSum(const WriterRecord& r) {
+  return static_cast<uint32_t>(Checksum(&r, offsetof(WriterRecord, sum)));
+}
 
 inline uint64_t EntrySum(const ChunkEntry& e, uint64_t index) {
   return ChecksumWithSeed(&e, 24, index);

@@ -21,7 +21,7 @@ RequestHeader Good() {
 }
 
 TEST(TractProtocol, LayoutIsFixed) {
-  EXPECT_EQ(sizeof(RequestHeader), 80u);
+  EXPECT_EQ(sizeof(RequestHeader), 88u);
   EXPECT_EQ(sizeof(ReplyHeader), 48u);
   EXPECT_EQ(offsetof(RequestHeader, blob_hi), 24u);
   EXPECT_EQ(offsetof(RequestHeader, payload_sum), 64u);
@@ -32,7 +32,8 @@ TEST(TractProtocol, ValidatesHeaders) {
   EXPECT_EQ(ValidateRequest(Good()), 0);
   auto mut = [](auto f) { RequestHeader h = Good(); f(h); SealHeader(&h); return ValidateRequest(h); };
   EXPECT_EQ(mut([](RequestHeader& h) { h.magic = 1; }), -EPROTO);
-  EXPECT_EQ(mut([](RequestHeader& h) { h.version = 2; }), -EPROTO);
+  EXPECT_EQ(mut([](RequestHeader& h) { h.version = 1; }), -EPROTO) << "v1 headers are 8 bytes shorter";
+  EXPECT_EQ(mut([](RequestHeader& h) { h.version = kVersion + 1; }), -EPROTO);
   EXPECT_EQ(mut([](RequestHeader& h) { h.payload_len = kMaxPayload + 1; h.length = h.payload_len; }), -EPROTO);
   EXPECT_EQ(mut([](RequestHeader& h) { h.op = 99; }), -EOPNOTSUPP);
   EXPECT_EQ(mut([](RequestHeader& h) { h.offset = (8u << 20) - 4096; }), -EINVAL);  // past tract end

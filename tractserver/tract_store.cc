@@ -41,6 +41,9 @@ Result<std::unique_ptr<TractStore>> TractStore::Open(Loop* loop, Options opts) {
   if (flock(s->lock_fd_, LOCK_EX | LOCK_NB) < 0) return R::error(-EBUSY);
   int r = MkdirDurable(s->opts_.dir + "/tracts", s->opts_.dir);
   if (r < 0) return R::error(r);
+  auto w = WriterGens::Open(s->opts_.dir + "/writers");
+  if (!w) return R::error(w.err());
+  s->writers_ = std::move(*w);
   std::string jpath = s->opts_.dir + "/journal";
   if (s->opts_.journal_size > 0 || access(jpath.c_str(), F_OK) == 0) {
     TractStore* raw = s.get();
@@ -220,14 +223,18 @@ int TractStore::DeleteBlobNow(uint64_t hi, uint64_t lo) {
   stats_.open_tracts = tracts_.size();
   std::string dir = BlobDir(hi, lo);
   DIR* d = opendir(dir.c_str());
-  if (!d) return errno == ENOENT ? 0 : -errno;
+  if (!d) return errno == ENOENT ? writers_->Erase(hi, lo) : -errno;
   while (dirent* e = readdir(d)) {
     if (e->d_name[0] == '.') continue;
     unlink((dir + "/" + e->d_name).c_str());
   }
   closedir(d);
   if (rmdir(dir.c_str()) < 0) return -errno;
-  return FsyncPath(opts_.dir + "/tracts");
+  int r = FsyncPath(opts_.dir + "/tracts");
+  if (r < 0) return r;
+  // Last: a crash before this leaves the generation, which only refuses
+  // writers older than the newest one of a blob that is gone anyway.
+  return writers_->Erase(hi, lo);
 }
 
 int TractStore::ReplayRecord(const JournalRecord& rec, const uint8_t* data) {

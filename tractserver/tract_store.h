@@ -34,6 +34,7 @@
 #include "common/tract_protocol.h"
 #include "tractserver/journal.h"
 #include "tractserver/tract_format.h"
+#include "tractserver/writer_gens.h"
 
 namespace flurry::tractstore {
 
@@ -101,6 +102,10 @@ class TractStore {
   // durably (a checkpoint); without one, at once.
   void Checkpoint(Done done);
 
+  // The newest writer generation of each blob (DIR/writers, writer_gens.h);
+  // DeleteBlob forgets the blob's.
+  WriterGens* writers() { return writers_.get(); }
+
   const StoreStats& stats() const { return stats_; }
   const Journal* journal() const { return journal_.get(); }
   Journal* journal_for_test() { return journal_.get(); }
@@ -132,6 +137,7 @@ class TractStore {
   std::list<TractKey> lru_;
   std::unordered_set<Tract*> dirty_;  // written since the last checkpoint synced them
   std::unique_ptr<Journal> journal_;
+  std::unique_ptr<WriterGens> writers_;
   int inject_sync_error_ = 0;
 };
 

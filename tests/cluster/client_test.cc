@@ -112,16 +112,6 @@ TEST_F(ClusterTest, DeepQueueOnALiveServerIsNotATimeout) {
   EXPECT_EQ(c->stats().retries, 0u);
 }
 
-uint64_t ServerCounter(const std::string& addr, const std::string& key) {
-  RawTractConn c;
-  if (c.Connect(addr) < 0) return UINT64_MAX;
-  auto rep = c.Call(RawTractConn::Header(tractproto::kOpStatServer, 0, 0, 0, 0, 0, 0));
-  if (rep.res < 0 || rep.hdr.status != 0) return UINT64_MAX;
-  std::string text = "\n" + std::string(rep.payload.begin(), rep.payload.end());
-  size_t p = text.find("\n" + key + "=");
-  if (p == std::string::npos) return UINT64_MAX;
-  return strtoull(text.c_str() + p + key.size() + 2, nullptr, 10);
-}
 
 // Writes a tract-sized pattern through c and reads it back.
 void WriteReadBack(Loop* loop, FdsClient* c, const BlobRef& b, uint8_t seed) {

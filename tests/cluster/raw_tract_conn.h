@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -140,5 +141,18 @@ class RawTractConn {
   int fd_ = -1;
   static inline uint64_t next_id_ = 1000;
 };
+
+// One counter of a tract server's STAT_SERVER text; UINT64_MAX if the
+// server or the key is missing.
+inline uint64_t ServerCounter(const std::string& addr, const std::string& key) {
+  RawTractConn c;
+  if (c.Connect(addr) < 0) return UINT64_MAX;
+  auto rep = c.Call(RawTractConn::Header(tractproto::kOpStatServer, 0, 0, 0, 0, 0, 0));
+  if (rep.res < 0 || rep.hdr.status != 0) return UINT64_MAX;
+  std::string text = "\n" + std::string(rep.payload.begin(), rep.payload.end());
+  size_t p = text.find("\n" + key + "=");
+  if (p == std::string::npos) return UINT64_MAX;
+  return strtoull(text.c_str() + p + key.size() + 2, nullptr, 10);
+}
 
 }  // namespace flurry::testing

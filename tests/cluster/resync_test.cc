@@ -9,6 +9,7 @@
 // replicas byte-identical; the marks are then cleared.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cstring>
 #include <map>
 
@@ -252,6 +253,101 @@ TEST_F(ResyncTest, FenceStopsEarlierWritersOfTheBlob) {
   std::vector<uint8_t> buf(kC, 0x77);
   EXPECT_EQ(Run([&](BlobIo::Done done) { blob->Write(0, kC, buf.data(), done); }), 0)
       << "the fencing client itself must still write";
+}
+
+// Writer generations (tract protocol v2, writer_gen; tractserver/writer_gens.h)
+// do what the per-connection fence cannot: a superseded writer is refused
+// over connections made after the fence and after the server restarts.
+// Every write carries its own byte pattern; what the server refused must
+// not be on disk.
+TEST_F(ResyncTest, WriterGenerationsOutliveConnectionsAndRestarts) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(1));
+  VolumeInfo v = CreateVolume("wg", 4u << 20, kTract, 1);
+  const std::string addr = cluster_->server_addr(0);
+  uint8_t pattern = 0, last_landed = 0;
+  // op on tract 0's first chunk over a connection made for it (always after
+  // the fences below, so only the generation can refuse it).
+  auto req = [&](uint16_t op, uint64_t gen, uint32_t flags = 0) {
+    bool w = op == tractproto::kOpWrite;
+    std::vector<uint8_t> d(kC, ++pattern);
+    auto h = RawTractConn::Header(op, v.blob_hi, v.blob_lo, 0, v.tract_size, 0, kC, w ? d.data() : nullptr,
+                                  w ? kC : 0);
+    h.flags = flags;
+    h.writer_gen = gen;
+    tractproto::SealHeader(&h);
+    RawTractConn rc;
+    if (rc.Connect(addr) != 0) return -ECONNREFUSED;
+    auto rep = rc.Call(h, w ? d.data() : nullptr, w ? kC : 0);
+    int r = rep.res < 0 ? rep.res : rep.hdr.status;
+    if (r == 0 && w) last_landed = pattern;
+    return r;
+  };
+  auto on_disk = [&] {
+    auto b = RawRead(addr, v, 0, 0, kC);
+    return b.empty() ? -1 : static_cast<int>(b[0]);
+  };
+  ASSERT_EQ(req(tractproto::kOpWrite, 5), 0) << "a first generation is recorded by its write";
+  ASSERT_EQ(req(tractproto::kOpFence, 6), 0);
+  EXPECT_EQ(req(tractproto::kOpWrite, 5), -EPERM) << "a new connection of the old writer";
+  EXPECT_EQ(req(tractproto::kOpTrim, 5), -EPERM);
+  EXPECT_EQ(req(tractproto::kOpZero, 5), -EPERM);
+  EXPECT_EQ(req(tractproto::kOpWrite, 0), -EPERM) << "a writer without a lease";
+  EXPECT_EQ(req(tractproto::kOpRead, 5), 0) << "reads are not refused";
+  EXPECT_EQ(req(tractproto::kOpFence, 4), -EPERM) << "an older writer cannot fence";
+  EXPECT_EQ(on_disk(), last_landed);
+  EXPECT_EQ(req(tractproto::kOpWrite, 6), 0);
+  EXPECT_EQ(req(tractproto::kOpWrite, 7), 0) << "a newer writer whose FENCE this server missed";
+  EXPECT_EQ(req(tractproto::kOpWrite, 6), -EPERM) << "its first write recorded 7";
+  EXPECT_EQ(on_disk(), last_landed);
+  EXPECT_EQ(ServerCounter(addr, "writer_generations"), 1u);
+  EXPECT_EQ(ServerCounter(addr, "superseded_rejects"), 6u);
+
+  // Durable: the same after kill -9 and a restart (in-memory fences gone).
+  ASSERT_TRUE(cluster_->KillServer(0, SIGKILL).ok());
+  ASSERT_TRUE(cluster_->RestartServer(0).ok());
+  EXPECT_EQ(req(tractproto::kOpWrite, 6), -EPERM) << "generation 7 was lost with the process";
+  EXPECT_EQ(req(tractproto::kOpWrite, 0), -EPERM);
+  EXPECT_EQ(on_disk(), last_landed);
+  EXPECT_EQ(req(tractproto::kOpWrite, 7), 0);
+  EXPECT_EQ(req(tractproto::kOpWrite, 0, tractproto::kFlagFill), 0)
+      << "FILL (re-replication by flurry-meta) writes only holes and is not refused";
+  EXPECT_EQ(on_disk(), last_landed - 1) << "FILL must not overwrite allocated chunks";
+
+  // Through FdsClient and StripedBlob, as flurry-disk sends it: a restarted
+  // stale writer (a new client, so new connections) is refused, the newest
+  // writes.
+  FdsClient* c = Client();
+  ASSERT_NE(c, nullptr);
+  VolumeInfo v2 = CreateVolume("wg2", 4u << 20, kTract, 1);
+  auto with_gen = [&](uint64_t gen) {
+    auto map = StripeMap::Create({v2.size, v2.tract_size, v2.segment_tracts, v2.block_size});
+    EXPECT_TRUE(map.ok());
+    StripedBlob::Options so;
+    so.loop = loop_.get();
+    BlobRef ref = Blob(v2);
+    ref.writer_gen = gen;
+    return std::make_unique<StripedBlob>(c, ref, std::move(*map), so);
+  };
+  std::vector<uint8_t> buf(kC, 0x11);
+  auto newer = with_gen(9);
+  ASSERT_EQ(Run([&](BlobIo::Done done) { newer->Recover(done); }), 0);
+  EXPECT_EQ(newer->recover_stats().fence_error, 0);
+  auto stale = with_gen(8);
+  EXPECT_EQ(Run([&](BlobIo::Done done) { stale->Write(0, kC, buf.data(), done); }), -EPERM);
+  EXPECT_TRUE(stale->fenced());
+  buf.assign(kC, 0x22);
+  EXPECT_EQ(Run([&](BlobIo::Done done) { newer->Write(0, kC, buf.data(), done); }), 0);
+  auto got = RawRead(addr, v2, 0, 0, kC);
+  ASSERT_EQ(got.size(), kC);
+  EXPECT_EQ(got[0], 0x22);
+
+  // DELETE_BLOB forgets the blob's generation.
+  int del = 1;
+  c->DeleteBlob(Blob(v), [&](int r) { del = r; });
+  ASSERT_TRUE(RunUntil(loop_.get(), [&] { return del != 1; }, 30000));
+  ASSERT_EQ(del, 0);
+  EXPECT_EQ(ServerCounter(addr, "writer_generations"), 1u) << "only wg2's is left";
+  EXPECT_EQ(req(tractproto::kOpWrite, 0), 0);
 }
 
 // The case FENCE exists for: writes an old writer sent that the server had

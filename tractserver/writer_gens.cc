@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tractserver/writer_gens.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <libgen.h>
+#include <vector>
+
+#include "common/log.h"
+#include "tractserver/file_io.h"
+#include "tractserver/tract_format.h"
+
+namespace flurry::tractstore {
+
+namespace {
+int FsyncDirOf(const std::string& path) {
+  std::vector<char> copy(path.begin(), path.end());
+  copy.push_back('\0');
+  int fd = open(dirname(copy.data()), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  int r = fsync(fd) < 0 ? -errno : 0;
+  close(fd);
+  return r;
+}
+}  // namespace
+
+Result<std::unique_ptr<WriterGens>> WriterGens::Open(const std::string& path, size_t max_blobs) {
+  using R = Result<std::unique_ptr<WriterGens>>;
+  std::unique_ptr<WriterGens> w(new WriterGens(path, max_blobs));
+  bool existed = access(path.c_str(), F_OK) == 0;
+  w->fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (w->fd_ < 0) return R::error(-errno);
+  if (!existed) {
+    int r = FsyncDirOf(path);  // the file's name is durable before any record is
+    if (r < 0) return R::error(r);
+  }
+  int r = w->Load();
+  if (r < 0) return R::error(r);
+  return w;
+}
+
+WriterGens::~WriterGens() {
+  if (fd_ >= 0) close(fd_);
+}
+
+int WriterGens::Load() {
+  struct stat st;
+  if (fstat(fd_, &st) < 0) return -errno;
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  uint64_t n = size / sizeof(WriterRecord);
+  std::vector<WriterRecord> recs(n);
+  if (n > 0) {
+    int r = PreadFull(fd_, recs.data(), n * sizeof(WriterRecord), 0, /*zero_fill_eof=*/false);
+    if (r < 0) return r;
+  }
+  uint64_t good = n;
+  for (uint64_t i = 0; i < n; ++i) {
+    const WriterRecord& rec = recs[i];
+    if (rec.magic == kWriterMagic && rec.sum == WriterRecordSum(rec)) {
+      auto key = std::make_pair(rec.blob_hi, rec.blob_lo);
+      if (rec.gen == 0) gens_.erase(key);
+      else gens_[key] = rec.gen;
+      continue;
+    }
+    if (i + 1 == n && size % sizeof(WriterRecord) == 0) {
+      // The last append, cut short by a crash: it was never acknowledged.
+      good = i;
+      break;
+    }
+    FLOG_ERROR("%s: record %llu of %llu is corrupt; refusing to start without the writer "
+               "generations it may hold (restore the file or, if every volume's writer is known "
+               "to be stopped, remove it)",
+               path_.c_str(), (unsigned long long)i, (unsigned long long)n);
+    return -EIO;
+  }
+  if (good * sizeof(WriterRecord) != size) {
+    FLOG_WARN("%s: dropping a torn last record (%llu bytes)", path_.c_str(),
+              (unsigned long long)(size - good * sizeof(WriterRecord)));
+    if (ftruncate(fd_, static_cast<off_t>(good * sizeof(WriterRecord))) < 0 || fdatasync(fd_) < 0)
+      return -errno;
+  }
+  records_ = good;
+  if (gens_.size() > max_blobs_) return -EIO;
+  return 0;
+}
+
+uint64_t WriterGens::Get(uint64_t hi, uint64_t lo) const {
+  auto it = gens_.find(std::make_pair(hi, lo));
+  return it == gens_.end() ? 0 : it->second;
+}
+
+int WriterGens::Append(uint64_t hi, uint64_t lo, uint64_t gen) {
+  if (failed_) return failed_;
+  WriterRecord rec{hi, lo, gen, kWriterMagic, 0};
+  rec.sum = WriterRecordSum(rec);
+  int r = PwriteFull(fd_, &rec, sizeof rec, records_ * sizeof rec);
+  if (r == 0 && fdatasync(fd_) < 0) r = -errno;
+  if (r < 0) {
+    // Whether the record is on disk is unknown, and a failed fdatasync may
+    // have dropped the page: stop (a restart reloads what is durable).
+    failed_ = r;
+    FLOG_ERROR("%s: cannot record a writer generation: %s; refusing writer changes until restarted",
+               path_.c_str(), strerror(-r));
+    return r;
+  }
+  records_++;
+  if (gen == 0) gens_.erase(std::make_pair(hi, lo));
+  else gens_[std::make_pair(hi, lo)] = gen;
+  // Superseded records accumulate: rewrite the live ones now and then.
+  if (records_ > 2 * gens_.size() + 1024) Compact();
+  return 0;
+}
+
+int WriterGens::Raise(uint64_t hi, uint64_t lo, uint64_t gen) {
+  uint64_t cur = Get(hi, lo);
+  if (gen <= cur) return 0;
+  if (cur == 0 && gens_.size() >= max_blobs_) return -ENOSPC;
+  return Append(hi, lo, gen);
+}
+
+int WriterGens::Erase(uint64_t hi, uint64_t lo) {
+  if (Get(hi, lo) == 0) return 0;
+  return Append(hi, lo, 0);
+}
+
+int WriterGens::Compact() {
+  // Write the live records to a new file, make it durable, then rename it
+  // over the old one: a crash leaves one complete file or the other.
+  std::string tmp = path_ + ".tmp";
+  int fd = open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return -errno;
+  std::vector<WriterRecord> recs;
+  recs.reserve(gens_.size());
+  for (const auto& [key, gen] : gens_) {
+    WriterRecord rec{key.first, key.second, gen, kWriterMagic, 0};
+    rec.sum = WriterRecordSum(rec);
+    recs.push_back(rec);
+  }
+  int r = recs.empty() ? 0 : PwriteFull(fd, recs.data(), recs.size() * sizeof(WriterRecord), 0);
+  if (r == 0 && fdatasync(fd) < 0) r = -errno;
+  if (r == 0 && rename(tmp.c_str(), path_.c_str()) < 0) r = -errno;
+  if (r < 0) {
+    // The old file (and fd_) still hold everything: keep appending there.
+    close(fd);
+    unlink(tmp.c_str());
+    FLOG_WARN("%s: compaction failed: %s (continuing with the old file)", path_.c_str(), strerror(-r));
+    return r;
+  }
+  // The name now points at the new file: append there from now on.
+  close(fd_);
+  fd_ = fd;
+  records_ = recs.size();
+  r = FsyncDirOf(path_);
+  if (r < 0) {
+    // Whether the rename is durable is unknown; appends to the new file
+    // could be lost with it. Stop, as after a failed append.
+    failed_ = r;
+    FLOG_ERROR("%s: cannot sync the directory after compaction: %s; refusing writer changes until "
+               "restarted", path_.c_str(), strerror(-r));
+    return r;
+  }
+  compactions_++;
+  return 0;
+}
+
+}  // namespace flurry::tractstore

@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// WriterGens: the newest writer generation this tract server has seen for
+// each blob, kept durably in DIR/writers (format: docs/DISK_FORMAT.md,
+// "Writer generations").
+//
+// Why: flurry-disk holds a volume's write lease at flurry-meta, and every
+// grant bumps the volume's generation. Its requests carry that generation
+// (tract protocol v2, `writer_gen`). A server that has seen generation g for
+// a blob refuses WRITE, TRIM and ZERO of that blob carrying a smaller one,
+// also over connections made later and after its own restart. That stops a
+// superseded writer that passed its lease check and then stalled, which
+// the per-connection, in-memory FENCE cannot (it is lost with the server
+// process, and a writer that reconnects is not covered by it).
+//
+// Contract
+// - Not thread-safe; the tract server's loop thread only. The file IO is
+//   blocking (one small append and an fdatasync per raised generation: a
+//   writer's FENCE at volume open, or its first write to a server that
+//   missed the FENCE), which is rare and cheap next to the IO it guards.
+// - Raise() returns 0 only once the new generation is durable; a failed
+//   write or sync stops the table (every later Raise/Erase fails with that
+//   error; a restart reloads the file).
+// - At most kMaxBlobs blobs are tracked; raising a new one beyond that is
+//   -ENOSPC (the request is refused, never let through unchecked).
+// - Open() accepts a torn last record (an append that a crash cut short:
+//   its request was never answered) and drops it; any other bad record is
+//   -EIO: a lost generation could let a superseded writer in.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+#include "common/result.h"
+
+namespace flurry::tractstore {
+
+class WriterGens {
+ public:
+  static constexpr size_t kMaxBlobs = 65536;
+
+  // max_blobs: kMaxBlobs except in tests.
+  static Result<std::unique_ptr<WriterGens>> Open(const std::string& path, size_t max_blobs = kMaxBlobs);
+  ~WriterGens();
+
+  // The blob's generation; 0 if none was recorded.
+  uint64_t Get(uint64_t hi, uint64_t lo) const;
+  // Makes gen the blob's generation if it is newer (durably); 0 also when
+  // it is not newer (nothing to do).
+  int Raise(uint64_t hi, uint64_t lo, uint64_t gen);
+  // Forgets the blob (DELETE_BLOB), durably.
+  int Erase(uint64_t hi, uint64_t lo);
+
+  size_t size() const { return gens_.size(); }
+  uint64_t records() const { return records_; }
+  uint64_t compactions() const { return compactions_; }
+
+ private:
+  struct BlobHash {
+    size_t operator()(const std::pair<uint64_t, uint64_t>& b) const {
+      return static_cast<size_t>(b.first * 0x9E3779B97F4A7C15ull ^ b.second);
+    }
+  };
+  WriterGens(std::string path, size_t max_blobs) : path_(std::move(path)), max_blobs_(max_blobs) {}
+  int Load();
+  int Append(uint64_t hi, uint64_t lo, uint64_t gen);
+  int Compact();
+
+  std::string path_;
+  size_t max_blobs_;
+  int fd_ = -1;
+  int failed_ = 0;
+  uint64_t records_ = 0;  // records in the file (its size / record size)
+  uint64_t compactions_ = 0;
+  std::unordered_map<std::pair<uint64_t, uint64_t>, uint64_t, BlobHash> gens_;
+};
+
+}  // namespace flurry::tractstore
