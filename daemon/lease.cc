@@ -95,16 +95,78 @@ int VolumeLease::LocalHolderAlive(const std::string& holder) {
   return 1;
 }
 
-VolumeLease::VolumeLease(const HostPort& meta, std::string volume, Options opts)
+LeaseRenewer::LeaseRenewer(const HostPort& meta)
     // Safety does not depend on this timeout (validity counts from the send
     // time), so it need not shrink with the ttl; ACQUIRE syncs meta's state.
-    : mc_(meta, 3000),
-      volume_(std::move(volume)),
-      opts_(opts) {}
+    : mc_(meta, 3000) {
+  thread_ = std::thread([this] { Run(); });
+}
 
-Result<std::unique_ptr<VolumeLease>> VolumeLease::Acquire(const HostPort& meta, const std::string& volume,
+LeaseRenewer::~LeaseRenewer() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void LeaseRenewer::Add(VolumeLease* l) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    leases_.push_back(l);
+  }
+  cv_.notify_all();
+}
+
+void LeaseRenewer::Remove(VolumeLease* l) {
+  std::unique_lock<std::mutex> g(mu_);
+  leases_.erase(std::remove(leases_.begin(), leases_.end(), l), leases_.end());
+  cv_.wait(g, [&] { return std::find(round_.begin(), round_.end(), l) == round_.end(); });
+}
+
+void LeaseRenewer::Run() {
+  // Leases due within this much of the first one ride along in its round:
+  // renewing a little early costs nothing (validity counts from the send).
+  constexpr uint64_t kSlackNs = 100000000;
+  std::unique_lock<std::mutex> g(mu_);
+  for (;;) {
+    if (stop_) return;
+    uint64_t now = BootNs(), first = UINT64_MAX;
+    for (VolumeLease* l : leases_) first = std::min(first, l->next_ns_);
+    if (first == UINT64_MAX) {
+      cv_.wait(g);
+      continue;
+    }
+    if (first > now) {
+      cv_.wait_for(g, std::chrono::nanoseconds(first - now));
+      continue;
+    }
+    std::vector<std::string> reqs;
+    for (VolumeLease* l : leases_)
+      if (l->next_ns_ <= now + kSlackNs) {
+        round_.push_back(l);
+        reqs.push_back(l->RenewRequest());
+      }
+    g.unlock();
+    uint64_t t_send = BootNs();
+    std::vector<MetaReply> reps = mc_.CallMany(reqs);
+    uint64_t t_done = BootNs();
+    g.lock();
+    for (size_t i = 0; i < round_.size(); ++i) round_[i]->OnRenewed(reps[i], t_send, t_done);
+    round_.clear();
+    rounds_.fetch_add(1, std::memory_order_relaxed);
+    cv_.notify_all();  // Remove() waits for the round
+  }
+}
+
+VolumeLease::VolumeLease(LeaseRenewer* renewer, std::string volume, Options opts)
+    : renewer_(renewer), volume_(std::move(volume)), opts_(opts) {}
+
+Result<std::unique_ptr<VolumeLease>> VolumeLease::Acquire(LeaseRenewer* renewer, const std::string& volume,
                                                           Options opts, Status* why) {
-  std::unique_ptr<VolumeLease> l(new VolumeLease(meta, volume, opts));
+  std::unique_ptr<VolumeLease> l(new VolumeLease(renewer, volume, opts));
+  MetaClient* mc = renewer->client();
   const std::string self = SelfHolder();
   auto sleep = opts.sleep ? opts.sleep : [](uint32_t ms) {
     std::this_thread::sleep_for(std::chrono::milliseconds(ms));
@@ -122,7 +184,7 @@ Result<std::unique_ptr<VolumeLease>> VolumeLease::Acquire(const HostPort& meta, 
   for (;;) {
     uint64_t t_send = BootNs();
     if (t_first == 0) t_first = t_send;
-    MetaReply rep = l->mc_.Call("LEASE ACQUIRE " + volume + " " + std::to_string(opts.ttl_ms) + " " + self);
+    MetaReply rep = mc->Call("LEASE ACQUIRE " + volume + " " + std::to_string(opts.ttl_ms) + " " + self);
     if (rep.status.ok()) {
       unsigned long long gen = 0;
       if (rep.lines.empty() || sscanf(rep.lines[0].c_str(), "gen %llu", &gen) != 1)
@@ -158,7 +220,7 @@ Result<std::unique_ptr<VolumeLease>> VolumeLease::Acquire(const HostPort& meta, 
       // more, so its lease need not lapse first.
       FLOG_INFO("volume '%s': the previous writer (%s) is gone; breaking its write lease (generation %s)",
                 volume.c_str(), holder.c_str(), gen.c_str());
-      MetaReply b = l->mc_.Call("LEASE BREAK " + volume + " " + gen);
+      MetaReply b = mc->Call("LEASE BREAK " + volume + " " + gen);
       if (!b.status.ok() && b.status.code() != -ESTALE) {
         if (!Transient(b.status.code()) || ++transient > 10)
           return fail(b.status.code(), "breaking the write lease of volume '" + volume + "': " + b.status.message());
@@ -187,48 +249,39 @@ Result<std::unique_ptr<VolumeLease>> VolumeLease::Acquire(const HostPort& meta, 
     if (!sleep(static_cast<uint32_t>(step)))
       return fail(-EINTR, "interrupted while waiting for the write lease of volume '" + volume + "'");
   }
-  l->renewer_ = std::thread([p = l.get()] { p->RenewLoop(); });
+  l->next_ns_ = BootNs() + static_cast<uint64_t>(opts.ttl_ms) * 1000000 / 4;
+  l->added_ = true;
+  renewer->Add(l.get());
   return l;
 }
 
-void VolumeLease::RenewLoop() {
+std::string VolumeLease::RenewRequest() const {
+  return "LEASE RENEW " + volume_ + " " + std::to_string(gen_);
+}
+
+void VolumeLease::OnRenewed(const MetaReply& rep, uint64_t t_send, uint64_t t_done) {
   const uint64_t ttl_ns = static_cast<uint64_t>(opts_.ttl_ms) * 1000000;
-  uint64_t next = BootNs() + ttl_ns / 4;
-  uint64_t last_warn = 0;
-  bool late = false;
-  std::unique_lock<std::mutex> g(mu_);
-  for (;;) {
-    uint64_t now = BootNs();
-    if (now < next) cv_.wait_for(g, std::chrono::nanoseconds(next - now));
-    if (stop_) return;
-    if (BootNs() < next) continue;
-    g.unlock();
-    uint64_t t_send = BootNs();
-    MetaReply rep = mc_.Call("LEASE RENEW " + volume_ + " " + std::to_string(gen_));
-    uint64_t t_done = BootNs();
-    g.lock();
-    if (rep.status.ok()) {
-      valid_until_ns_ = t_send + ttl_ns * 3 / 4;
-      next = t_send + ttl_ns / 4;
-      if (late) FLOG_INFO("volume '%s': write lease renewed again", volume_.c_str());
-      late = false;
-      continue;
-    }
-    if (rep.status.code() == -ESTALE || rep.status.code() == -ENOENT) {
-      lost_ = true;
-      FLOG_ERROR("volume '%s': write lease lost (%s): another writer took the volume over; every later write "
-                 "of this flurry-disk to it fails", volume_.c_str(), rep.status.message().c_str());
-      return;
-    }
-    late = true;
-    if (t_done - last_warn >= 5000000000ull) {
-      last_warn = t_done;
-      FLOG_WARN("volume '%s': cannot renew the write lease: %s (writes wait once it is %s)", volume_.c_str(),
-                rep.status.ToString().c_str(),
-                BootNs() < valid_until_ns_ ? "due" : "overdue: they are waiting now");
-    }
-    next = t_done + std::min<uint64_t>(ttl_ns / 4, 500000000ull);
+  if (rep.status.ok()) {
+    valid_until_ns_ = t_send + ttl_ns * 3 / 4;
+    next_ns_ = t_send + ttl_ns / 4;
+    if (late_) FLOG_INFO("volume '%s': write lease renewed again", volume_.c_str());
+    late_ = false;
+    return;
   }
+  if (rep.status.code() == -ESTALE || rep.status.code() == -ENOENT) {
+    lost_ = true;
+    next_ns_ = UINT64_MAX;
+    FLOG_ERROR("volume '%s': write lease lost (%s): another writer took the volume over; every later write "
+               "of this flurry-disk to it fails", volume_.c_str(), rep.status.message().c_str());
+    return;
+  }
+  late_ = true;
+  if (t_done - last_warn_ns_ >= 5000000000ull) {
+    last_warn_ns_ = t_done;
+    FLOG_WARN("volume '%s': cannot renew the write lease: %s (writes wait once it is %s)", volume_.c_str(),
+              rep.status.ToString().c_str(), BootNs() < valid_until_ns_ ? "due" : "overdue: they are waiting now");
+  }
+  next_ns_ = t_done + std::min<uint64_t>(ttl_ns / 4, 500000000ull);
 }
 
 int VolumeLease::Check(uint64_t /*now_ns*/) const {
@@ -237,17 +290,12 @@ int VolumeLease::Check(uint64_t /*now_ns*/) const {
 }
 
 void VolumeLease::Release() {
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    if (released_) return;
-    released_ = true;
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (renewer_.joinable()) renewer_.join();
-  if (lost_ || gen_ == 0) return;  // lost, or never granted (Acquire failed)
+  if (released_) return;
+  released_ = true;
+  if (added_) renewer_->Remove(this);  // no renewal of ours runs after this
+  if (lost_ || gen_ == 0) return;      // lost, or never granted (Acquire failed)
   valid_until_ns_ = 0;
-  MetaReply rep = mc_.Call("LEASE RELEASE " + volume_ + " " + std::to_string(gen_));
+  MetaReply rep = renewer_->client()->Call("LEASE RELEASE " + volume_ + " " + std::to_string(gen_));
   if (!rep.status.ok())
     FLOG_WARN("volume '%s': could not release the write lease (%s); it lapses in %u ms", volume_.c_str(),
               rep.status.ToString().c_str(), opts_.ttl_ms);

@@ -13,16 +13,20 @@
 //   broken at once; a live one on this host is an error at once (unless
 //   wait_ms was given); any other is waited for until its lease lapses,
 //   within wait_ms (default: its remaining ttl + 1 s).
-// - While held, a thread renews it every ttl/4. The lease counts as valid
-//   until ttl * 3/4 after the send time of the last renewal that succeeded
-//   (flurry-meta lets it lapse ttl after it received that renewal; the
-//   quarter is the margin for clock rates and requests in flight). Check()
-//   (WriteGate) says 0 while valid, -EAGAIN while renewing late, -EPERM for
-//   good once flurry-meta says it is lost (another generation was granted,
-//   or the volume is gone). Validity runs on CLOCK_BOOTTIME, which keeps
-//   counting while the machine is suspended.
+// - While held, it is renewed every ttl/4 by the process's LeaseRenewer:
+//   one thread and one flurry-meta connection for all of a flurry-disk's
+//   leases, the RENEWs of a round pipelined (one round trip, however many
+//   volumes; flurry-meta serves at most 128 connections). The lease counts
+//   as valid until ttl * 3/4 after the send time of the last renewal that
+//   succeeded (flurry-meta lets it lapse ttl after it received that
+//   renewal; the quarter is the margin for clock rates and requests in
+//   flight). Check() (WriteGate) says 0 while valid, -EAGAIN while renewing
+//   late, -EPERM for good once flurry-meta says it is lost (another
+//   generation was granted, or the volume is gone). Validity runs on
+//   CLOCK_BOOTTIME, which keeps counting while the machine is suspended.
 // - Release() (clean shutdown, after the last write is durable) gives it
-//   back; the destructor releases it too unless it was lost.
+//   back; the destructor releases it too unless it was lost. The renewer
+//   must outlive its leases.
 #pragma once
 
 #include <atomic>
@@ -40,6 +44,34 @@
 
 namespace flurry {
 
+class VolumeLease;
+
+class LeaseRenewer {
+ public:
+  explicit LeaseRenewer(const HostPort& meta);
+  ~LeaseRenewer();
+  LeaseRenewer(const LeaseRenewer&) = delete;
+  LeaseRenewer& operator=(const LeaseRenewer&) = delete;
+  // The shared flurry-meta connection (ACQUIRE, BREAK, RELEASE use it too).
+  MetaClient* client() { return &mc_; }
+  uint64_t rounds() const { return rounds_.load(std::memory_order_relaxed); }
+
+ private:
+  friend class VolumeLease;
+  void Add(VolumeLease* l);
+  void Remove(VolumeLease* l);  // returns once no round is renewing l
+  void Run();
+
+  MetaClient mc_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<VolumeLease*> leases_;  // GUARDED_BY(mu_)
+  std::vector<VolumeLease*> round_;   // being renewed now; GUARDED_BY(mu_)
+  bool stop_ = false;                 // GUARDED_BY(mu_)
+  std::atomic<uint64_t> rounds_{0};
+  std::thread thread_;
+};
+
 class VolumeLease : public WriteGate {
  public:
   struct Options {
@@ -49,7 +81,7 @@ class VolumeLease : public WriteGate {
     // (a stop signal): Acquire then fails with -EINTR. Default: sleeps.
     std::function<bool(uint32_t ms)> sleep;
   };
-  static Result<std::unique_ptr<VolumeLease>> Acquire(const HostPort& meta, const std::string& volume,
+  static Result<std::unique_ptr<VolumeLease>> Acquire(LeaseRenewer* renewer, const std::string& volume,
                                                       Options opts, Status* why);
   ~VolumeLease() override;
 
@@ -66,20 +98,24 @@ class VolumeLease : public WriteGate {
   static int LocalHolderAlive(const std::string& holder);
 
  private:
-  VolumeLease(const HostPort& meta, std::string volume, Options opts);
-  void RenewLoop();
+  friend class LeaseRenewer;
+  VolumeLease(LeaseRenewer* renewer, std::string volume, Options opts);
+  // The renewer's round: the RENEW request, then its reply (renewer thread,
+  // under the renewer's lock).
+  std::string RenewRequest() const;
+  void OnRenewed(const MetaReply& rep, uint64_t t_send, uint64_t t_done);
 
-  MetaClient mc_;
+  LeaseRenewer* renewer_;
   std::string volume_;
   Options opts_;
   uint64_t gen_ = 0;
   std::atomic<uint64_t> valid_until_ns_{0};
   std::atomic<bool> lost_{false};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;  // GUARDED_BY(mu_)
-  bool released_ = false;
-  std::thread renewer_;
+  // Renewal state: the renewer thread's (set before Add).
+  uint64_t next_ns_ = 0;  // UINT64_MAX once lost: never renewed again
+  uint64_t last_warn_ns_ = 0;
+  bool late_ = false;
+  bool added_ = false, released_ = false;
 };
 
 }  // namespace flurry

@@ -202,6 +202,7 @@ int main(int argc, char** argv) {
   // One writer per volume: the write lease of every writable volume, before
   // anything touches it (a second flurry-disk fails here, wherever it
   // listens). Released on a clean exit (the destructors, after the loop).
+  LeaseRenewer renewer(*mhp);  // declared first: outlives the leases
   std::vector<std::unique_ptr<VolumeLease>> leases(infos.size());
   lease_opts.sleep = [](uint32_t ms) {  // SIGTERM/SIGINT stop the wait
     sigset_t stop;
@@ -216,7 +217,7 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < infos.size(); ++i) {
     if (std::find(read_only.begin(), read_only.end(), infos[i].name) != read_only.end()) continue;
     Status why;
-    auto l = VolumeLease::Acquire(*mhp, infos[i].name, lease_opts, &why);
+    auto l = VolumeLease::Acquire(&renewer, infos[i].name, lease_opts, &why);
     if (!l) {
       fprintf(stderr, "flurry-disk: %s\n", why.ToString().c_str());
       return 1;

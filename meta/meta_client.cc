@@ -30,72 +30,97 @@ int MetaClient::EnsureConnected() {
   return 0;
 }
 
+int MetaClient::ReadLineLocked(std::string* out) {
+  for (;;) {
+    size_t nl = rbuf_.find('\n');
+    if (nl != std::string::npos) {
+      *out = rbuf_.substr(0, nl);
+      rbuf_.erase(0, nl + 1);
+      return 0;
+    }
+    if (rbuf_.size() > (16u << 20)) return -EMSGSIZE;
+    char buf[65536];
+    ssize_t n = read(fd_, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n == 0 ? -ECONNRESET : -errno;
+    rbuf_.append(buf, static_cast<size_t>(n));
+  }
+}
+
+// One reply: 0 with rep->status set (OK or the server's ERR), or a negative
+// transport error (rep->status set; the connection is closed).
+int MetaClient::ReadReplyLocked(MetaReply* rep) {
+  std::string first;
+  int r = ReadLineLocked(&first);
+  if (r < 0) {
+    Disconnect();
+    rep->status = Status::Error(r, "flurry-meta at " + addr_.ToString() + ": " + errstr(r));
+    return r;
+  }
+  if (first.rfind("ERR ", 0) == 0) {
+    std::string rest = first.substr(4);
+    size_t sp = rest.find(' ');
+    std::string msg = sp == std::string::npos ? rest : rest.substr(sp + 1);
+    std::string code = rest.substr(0, sp);
+    int e = code == "ENOENT" ? -ENOENT : code == "EEXIST" ? -EEXIST : code == "EINVAL" ? -EINVAL
+          : code == "ENOSPC" ? -ENOSPC : code == "EBUSY" ? -EBUSY : code == "ESTALE" ? -ESTALE : -EIO;
+    rep->status = Status::Error(e, msg);
+    return 0;
+  }
+  unsigned long n = 0;
+  if (sscanf(first.c_str(), "OK %lu", &n) != 1 || n > 1000000) {
+    Disconnect();
+    rep->status = Status::Error(-EPROTO, "malformed reply from flurry-meta: " + first);
+    return -EPROTO;
+  }
+  for (unsigned long i = 0; i < n; ++i) {
+    std::string l;
+    r = ReadLineLocked(&l);
+    if (r < 0) {
+      Disconnect();
+      rep->status = Status::Error(r, "flurry-meta reply cut short: " + errstr(r));
+      return r;
+    }
+    rep->lines.push_back(std::move(l));
+  }
+  return 0;
+}
+
 MetaReply MetaClient::Call(const std::string& request) {
+  return std::move(CallMany({request})[0]);
+}
+
+std::vector<MetaReply> MetaClient::CallMany(const std::vector<std::string>& requests) {
   std::lock_guard<std::mutex> g(mu_);
-  MetaReply rep;
+  std::vector<MetaReply> reps(requests.size());
+  if (requests.empty()) return reps;
+  std::string lines;
+  for (const std::string& r : requests) lines += r + "\n";
   for (int attempt = 0; attempt < 2; ++attempt) {
     int r = EnsureConnected();
     if (r < 0) {
-      rep.status = Status::Error(r, "cannot reach flurry-meta at " + addr_.ToString() + ": " +
-                                        errstr(r) + " (is the cluster running? try `flurry cluster status`)");
-      return rep;
+      for (MetaReply& rep : reps)
+        rep.status = Status::Error(r, "cannot reach flurry-meta at " + addr_.ToString() + ": " + errstr(r) +
+                                          " (is the cluster running? try `flurry cluster status`)");
+      return reps;
     }
-    std::string line = request + "\n";
-    if (WriteAll(fd_, line.data(), line.size()) < 0) { Disconnect(); continue; }
-    auto readline = [&](std::string* out) -> int {
-      for (;;) {
-        size_t nl = rbuf_.find('\n');
-        if (nl != std::string::npos) {
-          *out = rbuf_.substr(0, nl);
-          rbuf_.erase(0, nl + 1);
-          return 0;
-        }
-        if (rbuf_.size() > (16u << 20)) return -EMSGSIZE;
-        char buf[65536];
-        ssize_t n = read(fd_, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return n == 0 ? -ECONNRESET : -errno;
-        rbuf_.append(buf, static_cast<size_t>(n));
-      }
-    };
-    std::string first;
-    r = readline(&first);
-    if (r < 0) {
-      Disconnect();
-      if (attempt == 0 && r == -ECONNRESET) continue;  // stale pooled connection
-      rep.status = Status::Error(r, "flurry-meta at " + addr_.ToString() + ": " + errstr(r));
-      return rep;
+    if (WriteAll(fd_, lines.data(), lines.size()) < 0) { Disconnect(); continue; }
+    size_t i = 0;
+    for (; i < reps.size(); ++i) {
+      reps[i] = MetaReply{};
+      r = ReadReplyLocked(&reps[i]);
+      if (r < 0) break;
     }
-    if (first.rfind("ERR ", 0) == 0) {
-      std::string rest = first.substr(4);
-      size_t sp = rest.find(' ');
-      std::string msg = sp == std::string::npos ? rest : rest.substr(sp + 1);
-      std::string code = rest.substr(0, sp);
-      int e = code == "ENOENT" ? -ENOENT : code == "EEXIST" ? -EEXIST : code == "EINVAL" ? -EINVAL
-            : code == "ENOSPC" ? -ENOSPC : code == "EBUSY" ? -EBUSY : code == "ESTALE" ? -ESTALE : -EIO;
-      rep.status = Status::Error(e, msg);
-      return rep;
-    }
-    unsigned long n = 0;
-    if (sscanf(first.c_str(), "OK %lu", &n) != 1 || n > 1000000) {
-      Disconnect();
-      rep.status = Status::Error(-EPROTO, "malformed reply from flurry-meta: " + first);
-      return rep;
-    }
-    for (unsigned long i = 0; i < n; ++i) {
-      std::string l;
-      r = readline(&l);
-      if (r < 0) {
-        Disconnect();
-        rep.status = Status::Error(r, "flurry-meta reply cut short: " + errstr(r));
-        return rep;
-      }
-      rep.lines.push_back(std::move(l));
-    }
-    return rep;
+    if (i == reps.size()) return reps;
+    // A pooled connection flurry-meta had closed: nothing was answered, so
+    // nothing ran; send everything again once.
+    if (attempt == 0 && i == 0 && r == -ECONNRESET) continue;
+    for (size_t k = i + 1; k < reps.size(); ++k) reps[k].status = reps[i].status;
+    return reps;
   }
-  rep.status = Status::Error(-ECONNRESET, "flurry-meta at " + addr_.ToString() + " keeps closing the connection");
-  return rep;
+  for (MetaReply& rep : reps)
+    rep.status = Status::Error(-ECONNRESET, "flurry-meta at " + addr_.ToString() + " keeps closing the connection");
+  return reps;
 }
 
 Result<Tlt> ParseTlt(const std::vector<std::string>& lines) {

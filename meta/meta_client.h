@@ -29,6 +29,9 @@ class MetaClient {
 
   // Sends one request line (no newline) and reads the reply.
   MetaReply Call(const std::string& request);
+  // Sends every request line at once (pipelined: one round trip) and reads
+  // the replies, in order. After a transport error the rest fail with it.
+  std::vector<MetaReply> CallMany(const std::vector<std::string>& requests);
 
   Result<Tlt> GetTlt(Status* why = nullptr);
   Result<VolumeInfo> GetVolume(const std::string& name, Status* why = nullptr);
@@ -37,6 +40,8 @@ class MetaClient {
  private:
   int EnsureConnected();
   void Disconnect();
+  int ReadLineLocked(std::string* out);
+  int ReadReplyLocked(MetaReply* rep);
   HostPort addr_;
   int timeout_ms_;
   std::mutex mu_;

@@ -15,6 +15,9 @@
 #    lease is overdue, and complete when flurry-meta is back (the lease was
 #    persisted); a new flurry-disk is still refused.
 # 5. C stops cleanly: the lease is released, the volume can be deleted.
+# 6. One flurry-disk serves 150 writable volumes (more than flurry-meta's 128
+#    connections): all their leases are taken and renewed over one shared
+#    flurry-meta connection, and released on a clean stop.
 #   usage: lease.sh FLURRY_META FLURRY_TRACTSERVER FLURRY_DISK
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -93,7 +96,8 @@ grep -q "waiting up to" "$T/logs/C.log" || fl_fail "C did not wait for B's lease
 echo "C took over ${ms} ms after B stopped (B's lease: 3000 ms)"
 qio "$C_URI" "write -P 0x33 0 $M" || fl_fail "write via C"
 # Restart the tract servers (same directories and ports): the FENCE C sent
-# is forgotten, and B's connections are gone. Only the lease stops B now.
+# is forgotten, and B's connections are gone. What stops B now is its lease
+# and, at the tract servers, C's writer generation (kept on disk).
 for i in 0 1; do
   port=$(<"$T/ts$i.port")
   fl_kill9_ts "$i"
@@ -148,4 +152,32 @@ fl_stop_pid "$C_PID" 20 || fl_fail "C did not stop cleanly"
 info=$(fl_meta LEASE INFO v) || fl_fail "LEASE INFO"
 [[ $info == *free* ]] || fl_fail "lease not released: $info"
 fl_meta VOLUME DELETE v >/dev/null || fl_fail "volume delete after release"
+
+fl_step "150 writable volumes in one flurry-disk: one flurry-meta connection renews every lease"
+N=150
+vols=()
+for ((i = 0; i < N; i++)); do
+  fl_volume "m$i" 1M 1 >/dev/null
+  vols+=(--volume "m$i")
+done
+t0=$(date +%s%N)
+disk_up M "${vols[@]}" --lease-ttl-ms 2000
+M_PID=$UP_PID
+echo "$N volumes ready in $((($(date +%s%N) - t0) / 1000000)) ms"
+sleep 3  # 1.5 lease ttls: every lease must have been renewed meanwhile
+conns=$(ss -tnpH state established "( dport = :$META_PORT )" | grep -c "pid=$M_PID," || true)
+echo "flurry-disk's connections to flurry-meta: $conns"
+[[ $conns -le 2 ]] || fl_fail "$conns connections to flurry-meta for $N volumes (want one for the leases, one for the TLT)"
+for ((i = 0; i < N; i++)); do
+  info=$(fl_meta LEASE INFO "m$i") || fl_fail "LEASE INFO m$i"
+  [[ $info == *"/$M_PID/"* ]] || fl_fail "m$i: lease not held by flurry-disk $M_PID after 1.5 ttls: $info"
+done
+port=$(<"$T/M.port")
+qio "nbd://127.0.0.1:$port/m$((N - 1))" "write -P 0x66 0 64k" || fl_fail "write to the last volume: $(cat "$T/logs/qio.log")"
+disk_refused fourth --volume "m$((N / 2))"
+fl_stop_pid "$M_PID" 30 || fl_fail "the $N-volume flurry-disk did not stop cleanly"
+for i in 0 $((N / 2)) $((N - 1)); do
+  info=$(fl_meta LEASE INFO "m$i") || fl_fail "LEASE INFO m$i"
+  [[ $info == *free* ]] || fl_fail "m$i: lease not released: $info"
+done
 fl_pass
