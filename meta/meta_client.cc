@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "common/net.h"
@@ -30,7 +31,7 @@ int MetaClient::EnsureConnected() {
   return 0;
 }
 
-int MetaClient::ReadLineLocked(std::string* out) {
+int MetaClient::ReadLineLocked(std::string* out, bool* started) {
   for (;;) {
     size_t nl = rbuf_.find('\n');
     if (nl != std::string::npos) {
@@ -43,15 +44,16 @@ int MetaClient::ReadLineLocked(std::string* out) {
     ssize_t n = read(fd_, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return n == 0 ? -ECONNRESET : -errno;
+    if (started) *started = true;
     rbuf_.append(buf, static_cast<size_t>(n));
   }
 }
 
 // One reply: 0 with rep->status set (OK or the server's ERR), or a negative
 // transport error (rep->status set; the connection is closed).
-int MetaClient::ReadReplyLocked(MetaReply* rep) {
+int MetaClient::ReadReplyLocked(MetaReply* rep, bool* started) {
   std::string first;
-  int r = ReadLineLocked(&first);
+  int r = ReadLineLocked(&first, started);
   if (r < 0) {
     Disconnect();
     rep->status = Status::Error(r, "flurry-meta at " + addr_.ToString() + ": " + errstr(r));
@@ -75,7 +77,7 @@ int MetaClient::ReadReplyLocked(MetaReply* rep) {
   }
   for (unsigned long i = 0; i < n; ++i) {
     std::string l;
-    r = ReadLineLocked(&l);
+    r = ReadLineLocked(&l, nullptr);
     if (r < 0) {
       Disconnect();
       rep->status = Status::Error(r, "flurry-meta reply cut short: " + errstr(r));
@@ -91,11 +93,24 @@ MetaReply MetaClient::Call(const std::string& request) {
 }
 
 std::vector<MetaReply> MetaClient::CallMany(const std::vector<std::string>& requests) {
+  std::vector<MetaReply> reps;
+  reps.reserve(requests.size());
+  // In slices: a whole batch is written before any reply is read, and both
+  // socket buffers must hold what is in flight.
+  constexpr size_t kSlice = 256;
+  for (size_t at = 0; at < requests.size(); at += kSlice) {
+    size_t n = std::min(kSlice, requests.size() - at);
+    std::vector<MetaReply> part = CallSlice(requests.data() + at, n);
+    for (MetaReply& r : part) reps.push_back(std::move(r));
+  }
+  return reps;
+}
+
+std::vector<MetaReply> MetaClient::CallSlice(const std::string* requests, size_t count) {
   std::lock_guard<std::mutex> g(mu_);
-  std::vector<MetaReply> reps(requests.size());
-  if (requests.empty()) return reps;
+  std::vector<MetaReply> reps(count);
   std::string lines;
-  for (const std::string& r : requests) lines += r + "\n";
+  for (size_t k = 0; k < count; ++k) lines += requests[k] + "\n";
   for (int attempt = 0; attempt < 2; ++attempt) {
     int r = EnsureConnected();
     if (r < 0) {
@@ -106,16 +121,18 @@ std::vector<MetaReply> MetaClient::CallMany(const std::vector<std::string>& requ
     }
     if (WriteAll(fd_, lines.data(), lines.size()) < 0) { Disconnect(); continue; }
     size_t i = 0;
-    for (; i < reps.size(); ++i) {
+    bool started = false;  // a byte of the first reply arrived: that request ran
+    for (; i < count; ++i) {
       reps[i] = MetaReply{};
-      r = ReadReplyLocked(&reps[i]);
+      r = ReadReplyLocked(&reps[i], &started);
       if (r < 0) break;
     }
-    if (i == reps.size()) return reps;
-    // A pooled connection flurry-meta had closed: nothing was answered, so
-    // nothing ran; send everything again once.
-    if (attempt == 0 && i == 0 && r == -ECONNRESET) continue;
-    for (size_t k = i + 1; k < reps.size(); ++k) reps[k].status = reps[i].status;
+    if (i == count) return reps;
+    // A pooled connection flurry-meta had closed before reading anything:
+    // nothing ran, so send everything again once. Not once any reply began
+    // (its request ran; ACQUIRE or VOLUME CREATE must not run twice).
+    if (attempt == 0 && i == 0 && !started && r == -ECONNRESET) continue;
+    for (size_t k = i + 1; k < count; ++k) reps[k].status = reps[i].status;
     return reps;
   }
   for (MetaReply& rep : reps)

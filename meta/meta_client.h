@@ -29,8 +29,10 @@ class MetaClient {
 
   // Sends one request line (no newline) and reads the reply.
   MetaReply Call(const std::string& request);
-  // Sends every request line at once (pipelined: one round trip) and reads
-  // the replies, in order. After a transport error the rest fail with it.
+  // Sends the request lines pipelined (one round trip per 256) and reads the
+  // replies, in order (flurry-meta answers a connection's requests in
+  // order). After a transport error the rest fail with it; nothing is sent
+  // twice once a reply has begun to arrive.
   std::vector<MetaReply> CallMany(const std::vector<std::string>& requests);
 
   Result<Tlt> GetTlt(Status* why = nullptr);
@@ -40,8 +42,10 @@ class MetaClient {
  private:
   int EnsureConnected();
   void Disconnect();
-  int ReadLineLocked(std::string* out);
-  int ReadReplyLocked(MetaReply* rep);
+  // started (may be null): set once any byte has been read.
+  int ReadLineLocked(std::string* out, bool* started);
+  int ReadReplyLocked(MetaReply* rep, bool* started);
+  std::vector<MetaReply> CallSlice(const std::string* requests, size_t count);
   HostPort addr_;
   int timeout_ms_;
   std::mutex mu_;

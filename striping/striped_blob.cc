@@ -59,6 +59,7 @@ StripedBlob::~StripedBlob() {
   *alive_ = false;
   if (intent_) opts_.loop->CancelTimer(sweep_timer_);
   if (gate_timer_armed_) opts_.loop->CancelTimer(gate_timer_);
+  if (refence_armed_) opts_.loop->CancelTimer(refence_timer_);
 }
 
 void StripedBlob::SweepTick() {
@@ -303,11 +304,38 @@ void StripedBlob::Recover(Done done) {
   fds_->Fence(blob_, [this, alive = alive_, done = std::move(done)](int r) mutable {
     if (!*alive) return;
     rstats_.fence_error = r;
-    if (r < 0)
+    if (r == -EPERM) {
+      // A server holds a newer writer generation for the blob than ours.
+      Fenced(r);
+      return done(r);
+    }
+    if (r < 0) {
       FLOG_WARN("blob %s: fencing earlier writers failed on some tract server (%s); "
-                "continuing", BlobName().c_str(), errstr(r).c_str());
+                "continuing, and fencing again every 2 s until every server has it",
+                BlobName().c_str(), errstr(r).c_str());
+      RetryFenceLater();
+    }
     RecoverIntent(std::move(done));
   }, /*deadline_ms=*/3000);
+}
+
+// A server that missed the FENCE (down, slow) has not recorded our writer
+// generation until our first write there: fence again until every server
+// has it, so that window closes soon after the server is back.
+void StripedBlob::RetryFenceLater() {
+  if (!opts_.loop || refence_armed_) return;
+  refence_armed_ = true;
+  refence_timer_ = opts_.loop->AddTimer(2000 * 1000000ull, [this] {
+    refence_armed_ = false;
+    if (fenced_) return;
+    fds_->Fence(blob_, [this, alive = alive_](int r) {
+      if (!*alive) return;
+      rstats_.fence_error = r;
+      if (r == -EPERM) return Fenced(r);
+      if (r < 0) return RetryFenceLater();
+      FLOG_INFO("blob %s: fenced on every tract server now", BlobName().c_str());
+    }, /*deadline_ms=*/3000);
+  });
 }
 
 void StripedBlob::RecoverIntent(Done done) {

@@ -55,7 +55,7 @@ class StripedBlob : public BlobIo {
   struct RecoverStats {
     uint64_t marked = 0, differing = 0, chunks_copied = 0, unresolved = 0;
     uint64_t repaired = 0, repair_failures = 0;  // background repairs of suspect tracts
-    int fence_error = 0;                         // FdsClient::Fence's result at Recover
+    int fence_error = 0;  // FdsClient::Fence's latest result (Recover's, then retries')
     double seconds = 0;
   };
 
@@ -135,6 +135,9 @@ class StripedBlob : public BlobIo {
   std::vector<std::function<void()>> gate_waiters_;
   Loop::TimerId gate_timer_;
   bool gate_timer_armed_ = false;
+  Loop::TimerId refence_timer_;
+  bool refence_armed_ = false;
+  void RetryFenceLater();
   uint64_t gate_wait_since_ns_ = 0, gate_logged_ns_ = 0;
   // Tracts being repaired, with the writes waiting for them.
   std::unordered_map<uint64_t, std::vector<std::function<void()>>> gated_;

@@ -31,14 +31,15 @@ int FsyncDirOf(const std::string& path) {
 Result<std::unique_ptr<WriterGens>> WriterGens::Open(const std::string& path, size_t max_blobs) {
   using R = Result<std::unique_ptr<WriterGens>>;
   std::unique_ptr<WriterGens> w(new WriterGens(path, max_blobs));
-  bool existed = access(path.c_str(), F_OK) == 0;
   w->fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (w->fd_ < 0) return R::error(-errno);
-  if (!existed) {
-    int r = FsyncDirOf(path);  // the file's name is durable before any record is
-    if (r < 0) return R::error(r);
-  }
-  int r = w->Load();
+  // Every start: the file's name, and what Load reads (the page cache may
+  // hold a record whose fdatasync failed before a restart), are durable
+  // before any request relies on them.
+  if (fdatasync(w->fd_) < 0) return R::error(-errno);
+  int r = FsyncDirOf(path);
+  if (r < 0) return R::error(r);
+  r = w->Load();
   if (r < 0) return R::error(r);
   return w;
 }

@@ -350,6 +350,41 @@ TEST_F(ResyncTest, WriterGenerationsOutliveConnectionsAndRestarts) {
   EXPECT_EQ(req(tractproto::kOpWrite, 0), 0);
 }
 
+// A server down during the new writer's FENCE has not recorded its
+// generation; the writer fences again (every 2 s) until every server has,
+// without having to write there first.
+TEST_F(ResyncTest, AFenceMissedByADownServerIsRetriedUntilItLands) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(2, /*heartbeat_timeout_ms=*/600000));
+  VolumeInfo v = CreateVolume("rf", 4u << 20, kTract, 1);
+  const std::string addr1 = cluster_->server_addr(1);
+  ASSERT_TRUE(cluster_->KillServer(1, SIGKILL).ok());
+  FdsClient* c = Client(/*op_deadline_ms=*/3000, /*request_timeout_ms=*/1000);
+  ASSERT_NE(c, nullptr);
+  auto map = StripeMap::Create({v.size, v.tract_size, v.segment_tracts, v.block_size});
+  ASSERT_TRUE(map.ok());
+  StripedBlob::Options so;
+  so.loop = loop_.get();
+  BlobRef ref = Blob(v);
+  ref.writer_gen = 5;
+  auto blob = std::make_unique<StripedBlob>(c, ref, std::move(*map), so);
+  ASSERT_EQ(Run([&](BlobIo::Done done) { blob->Recover(done); }), 0) << "the open goes on without server 1";
+  EXPECT_LT(blob->recover_stats().fence_error, 0);
+  ASSERT_TRUE(cluster_->RestartServer(1).ok());
+  ASSERT_TRUE(RunUntil(loop_.get(), [&] { return blob->recover_stats().fence_error == 0; }, 20000))
+      << "the FENCE never reached the restarted server: " << blob->recover_stats().fence_error;
+  std::vector<uint8_t> d(kC, 0x5A);
+  for (uint64_t gen : {4ull, 0ull}) {
+    RawTractConn rc;
+    ASSERT_EQ(rc.Connect(addr1), 0);
+    auto h = RawTractConn::Header(tractproto::kOpWrite, v.blob_hi, v.blob_lo, 1, v.tract_size, 0, kC, d.data(), kC);
+    h.writer_gen = gen;
+    tractproto::SealHeader(&h);
+    auto rep = rc.Call(h, d.data(), kC);
+    ASSERT_EQ(rep.res, 0);
+    EXPECT_EQ(rep.hdr.status, -EPERM) << "an older writer (gen " << gen << ") at the restarted server";
+  }
+}
+
 // The case FENCE exists for: writes an old writer sent that the server had
 // received but not yet run (here: queued in the socket behind the server's
 // per-connection limit of 256, with 200 ms of injected service time) are
