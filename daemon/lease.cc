@@ -155,7 +155,6 @@ void LeaseRenewer::Run() {
     g.lock();
     for (size_t i = 0; i < round_.size(); ++i) round_[i]->OnRenewed(reps[i], t_send, t_done);
     round_.clear();
-    rounds_.fetch_add(1, std::memory_order_relaxed);
     cv_.notify_all();  // Remove() waits for the round
   }
 }
@@ -250,7 +249,6 @@ Result<std::unique_ptr<VolumeLease>> VolumeLease::Acquire(LeaseRenewer* renewer,
       return fail(-EINTR, "interrupted while waiting for the write lease of volume '" + volume + "'");
   }
   l->next_ns_ = BootNs() + static_cast<uint64_t>(opts.ttl_ms) * 1000000 / 4;
-  l->added_ = true;
   renewer->Add(l.get());
   return l;
 }
@@ -292,8 +290,8 @@ int VolumeLease::Check(uint64_t /*now_ns*/) const {
 void VolumeLease::Release() {
   if (released_) return;
   released_ = true;
-  if (added_) renewer_->Remove(this);  // no renewal of ours runs after this
-  if (lost_ || gen_ == 0) return;      // lost, or never granted (Acquire failed)
+  renewer_->Remove(this);         // no renewal of ours runs after this (a no-op if never added)
+  if (lost_ || gen_ == 0) return;  // lost, or never granted (Acquire failed)
   valid_until_ns_ = 0;
   MetaReply rep = renewer_->client()->Call("LEASE RELEASE " + volume_ + " " + std::to_string(gen_));
   if (!rep.status.ok())

@@ -54,7 +54,6 @@ class LeaseRenewer {
   LeaseRenewer& operator=(const LeaseRenewer&) = delete;
   // The shared flurry-meta connection (ACQUIRE, BREAK, RELEASE use it too).
   MetaClient* client() { return &mc_; }
-  uint64_t rounds() const { return rounds_.load(std::memory_order_relaxed); }
 
  private:
   friend class VolumeLease;
@@ -68,7 +67,6 @@ class LeaseRenewer {
   std::vector<VolumeLease*> leases_;  // GUARDED_BY(mu_)
   std::vector<VolumeLease*> round_;   // being renewed now; GUARDED_BY(mu_)
   bool stop_ = false;                 // GUARDED_BY(mu_)
-  std::atomic<uint64_t> rounds_{0};
   std::thread thread_;
 };
 
@@ -115,7 +113,7 @@ class VolumeLease : public WriteGate {
   uint64_t next_ns_ = 0;  // UINT64_MAX once lost: never renewed again
   uint64_t last_warn_ns_ = 0;
   bool late_ = false;
-  bool added_ = false, released_ = false;
+  bool released_ = false;
 };
 
 }  // namespace flurry

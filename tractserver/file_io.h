@@ -3,13 +3,16 @@
 // Blocking whole-buffer pread/pwrite for the tract store's synchronous
 // paths (tract open and settle, journal init, replay, checkpoint at close).
 // Both retry EINTR and short transfers and return 0 or a negative errno.
+// FsyncDir makes a directory's entries (created, renamed files) durable.
 #pragma once
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 namespace flurry::tractstore {
 
@@ -39,6 +42,20 @@ inline int PwriteFull(int fd, const void* buf, size_t len, uint64_t off) {
     done += static_cast<size_t>(n);
   }
   return 0;
+}
+
+inline int FsyncDir(const std::string& dir) {
+  int fd = open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  int r = fsync(fd) < 0 ? -errno : 0;
+  close(fd);
+  return r;
+}
+
+// The directory part of a path ("" for a bare file name: the cwd).
+inline std::string DirOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? std::string() : path.substr(0, slash == 0 ? 1 : slash);
 }
 
 }  // namespace flurry::tractstore

@@ -12,21 +12,15 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "tractserver/file_io.h"
 #include "tractserver/journal.h"
 #include "tractserver/tract.h"
 
 namespace flurry::tractstore {
 
 namespace {
-int FsyncPath(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  int r = fsync(fd) < 0 ? -errno : 0;
-  close(fd);
-  return r;
-}
 int MkdirDurable(const std::string& path, const std::string& parent) {
-  if (mkdir(path.c_str(), 0700) == 0) return FsyncPath(parent);
+  if (mkdir(path.c_str(), 0700) == 0) return FsyncDir(parent);
   return errno == EEXIST ? 0 : -errno;
 }
 }  // namespace
@@ -107,7 +101,7 @@ Result<Tract*> TractStore::Get(const TractKey& key, uint32_t tract_size, bool cr
   auto t = Tract::Open(this, key, base, tract_size, create);
   if (!t) return Result<Tract*>::error(t.err());
   if (!existed) {
-    int r = FsyncPath(dir);
+    int r = FsyncDir(dir);
     if (r < 0) return Result<Tract*>::error(r);
   }
   Tract* raw = t->get();
@@ -230,7 +224,7 @@ int TractStore::DeleteBlobNow(uint64_t hi, uint64_t lo) {
   }
   closedir(d);
   if (rmdir(dir.c_str()) < 0) return -errno;
-  int r = FsyncPath(opts_.dir + "/tracts");
+  int r = FsyncDir(opts_.dir + "/tracts");
   if (r < 0) return r;
   // Last: a crash before this leaves the generation, which only refuses
   // writers older than the newest one of a blob that is gone anyway.

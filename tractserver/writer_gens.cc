@@ -7,7 +7,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <libgen.h>
 #include <vector>
 
 #include "common/log.h"
@@ -15,18 +14,6 @@
 #include "tractserver/tract_format.h"
 
 namespace flurry::tractstore {
-
-namespace {
-int FsyncDirOf(const std::string& path) {
-  std::vector<char> copy(path.begin(), path.end());
-  copy.push_back('\0');
-  int fd = open(dirname(copy.data()), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  int r = fsync(fd) < 0 ? -errno : 0;
-  close(fd);
-  return r;
-}
-}  // namespace
 
 Result<std::unique_ptr<WriterGens>> WriterGens::Open(const std::string& path, size_t max_blobs) {
   using R = Result<std::unique_ptr<WriterGens>>;
@@ -37,7 +24,7 @@ Result<std::unique_ptr<WriterGens>> WriterGens::Open(const std::string& path, si
   // hold a record whose fdatasync failed before a restart), are durable
   // before any request relies on them.
   if (fdatasync(w->fd_) < 0) return R::error(-errno);
-  int r = FsyncDirOf(path);
+  int r = FsyncDir(DirOf(path));
   if (r < 0) return R::error(r);
   r = w->Load();
   if (r < 0) return R::error(r);
@@ -155,7 +142,7 @@ int WriterGens::Compact() {
   close(fd_);
   fd_ = fd;
   records_ = recs.size();
-  r = FsyncDirOf(path_);
+  r = FsyncDir(DirOf(path_));
   if (r < 0) {
     // Whether the rename is durable is unknown; appends to the new file
     // could be lost with it. Stop, as after a failed append.
