@@ -109,13 +109,9 @@ int Journal::Init(const std::string& path, uint64_t size) {
   }
   int r = WriteSuperBlocking(0, 1);
   if (r < 0) return r;
-  std::string dir = path.substr(0, path.rfind('/'));
-  int dfd = open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
-  return 0;
+  // The new file's name must be durable too, or a crash could lose the
+  // journal its acknowledged writes are in.
+  return FsyncDir(DirOf(path));
 }
 
 int Journal::WriteSuperBlocking(uint64_t tail_lsn, uint64_t tail_seq) {
