@@ -187,6 +187,29 @@ TEST(MetaState, WriteLeases) {
   EXPECT_EQ((*m2)->Handle("LEASE INFO v").substr(0, 16), "OK 1\ngen=7 remai");
 }
 
+TEST(MetaState, DefaultBlockDependsOnModeAndTractSize) {
+  MetaState::Options o;
+  o.dir = TempDir();
+  Status why;
+  auto m = MetaState::Open(o, &why);
+  ASSERT_TRUE(m.ok());
+  (*m)->Handle("REGISTER a 127.0.0.1:1 z");
+  auto block_of = [&](const std::string& name) {
+    auto v = VolumeInfo::Parse(Lines((*m)->Handle("VOLUME INFO " + name))[0]);
+    return v.ok() ? v->block_size : 0u;
+  };
+  ASSERT_EQ((*m)->Handle("VOLUME CREATE wt size=1G").substr(0, 4), "OK 1");
+  ASSERT_EQ((*m)->Handle("VOLUME CREATE fa size=1G mode=fast-ack").substr(0, 4), "OK 1");
+  ASSERT_EQ((*m)->Handle("VOLUME CREATE lg size=1G mode=log").substr(0, 4), "OK 1");
+  ASSERT_EQ((*m)->Handle("VOLUME CREATE small size=1G tract_size=256K").substr(0, 4), "OK 1");
+  ASSERT_EQ((*m)->Handle("VOLUME CREATE named size=1G block=128K").substr(0, 4), "OK 1");
+  EXPECT_EQ(block_of("wt"), 1u << 20);
+  EXPECT_EQ(block_of("fa"), 1u << 20);
+  EXPECT_EQ(block_of("lg"), 64u << 10);
+  EXPECT_EQ(block_of("small"), 256u << 10);  // never above the tract size
+  EXPECT_EQ(block_of("named"), 128u << 10);
+}
+
 TEST(VolumeInfo, NameValidation) {
   EXPECT_TRUE(ValidateVolumeName("db-01.data_x").ok());
   EXPECT_FALSE(ValidateVolumeName("").ok());

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "meta/meta_types.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <sstream>
@@ -45,7 +46,7 @@ Result<VolumeInfo> VolumeInfo::Parse(const std::string& line) {
   VolumeInfo v;
   std::istringstream in(line);
   std::string kv;
-  bool have_name = false, have_id = false;
+  bool have_name = false, have_id = false, have_block = false;
   while (in >> kv) {
     size_t eq = kv.find('=');
     if (eq == std::string::npos) return Result<VolumeInfo>::error(-EINVAL);
@@ -66,14 +67,20 @@ Result<VolumeInfo> VolumeInfo::Parse(const std::string& line) {
     else if (k == "tract_size") { if (!num(&n) || n > UINT32_MAX) return Result<VolumeInfo>::error(-EINVAL); v.tract_size = static_cast<uint32_t>(n); }
     else if (k == "replicas") { if (!num(&n) || n > 16) return Result<VolumeInfo>::error(-EINVAL); v.replicas = static_cast<uint32_t>(n); }
     else if (k == "segment") { if (!num(&n) || n > 65536) return Result<VolumeInfo>::error(-EINVAL); v.segment_tracts = static_cast<uint32_t>(n); }
-    else if (k == "block") { if (!num(&n) || n > UINT32_MAX) return Result<VolumeInfo>::error(-EINVAL); v.block_size = static_cast<uint32_t>(n); }
+    else if (k == "block") { if (!num(&n) || n > UINT32_MAX) return Result<VolumeInfo>::error(-EINVAL); v.block_size = static_cast<uint32_t>(n); have_block = true; }
     else if (k == "mode") { auto m = ParseWriteMode(val); if (!m) return Result<VolumeInfo>::error(-EINVAL); v.mode = *m; }
     else if (k == "created") { if (!num(&v.created)) return Result<VolumeInfo>::error(-EINVAL); }
     // Unknown keys are ignored for forward compatibility.
   }
   if (!have_name) return Result<VolumeInfo>::error(-EINVAL);
   (void)have_id;
+  if (!have_block) v.block_size = DefaultBlockSize(v.mode, v.tract_size);  // a create without block=
   return v;
+}
+
+uint32_t VolumeInfo::DefaultBlockSize(WriteMode mode, uint32_t tract_size) {
+  if (mode == WriteMode::kLog) return 64u << 10;
+  return std::min<uint32_t>(1u << 20, tract_size);
 }
 
 Status ValidateVolumeName(const std::string& name) {

@@ -137,7 +137,7 @@ ok "$FLURRY" --dir "$C" volume list
 has "^alpha "
 ok env FLURRY_DIR="$C" "$FLURRY" volume list
 has "^NAME +SIZE +R +TRACT +SEGMENT +BLOCK +MODE"
-has "^alpha +64M +2 +8M +128 +64K +write-through$"
+has "^alpha +64M +2 +8M +128 +1M +write-through$"  # default block: 1M, but 64K in log mode
 has "^beta +32M +3 +1M +4 +128K +fast-ack \(relaxed flush: prefix consistency\)$"
 has "^gamma +1G +1 +8M +128 +64K +log \(relaxed flush: prefix consistency\)$"
 ok "$FLURRY" volume info beta --meta "$META"

@@ -34,7 +34,8 @@ int VolumeCreate(const Args& a) {
     if (t.value > UINT32_MAX) return Fail("--tract-size is at most 1G");
     v.tract_size = static_cast<uint32_t>(t.value);
   }
-  if (a.Has("block")) {
+  bool have_block = a.Has("block");
+  if (have_block) {
     auto b = ParseSizeArg("--block", a.Get("block"));
     if (!b.ok()) return Fail(b.status);
     if (b.value > UINT32_MAX) return Fail("--block is at most the tract size");
@@ -55,6 +56,7 @@ int VolumeCreate(const Args& a) {
     if (!m) return Fail("bad --mode '" + a.Get("mode") + "': want write-through, fast-ack or log");
     v.mode = *m;
   }
+  if (!have_block) v.block_size = VolumeInfo::DefaultBlockSize(v.mode, v.tract_size);
   if (Status s = ValidateVolume(v); !s.ok()) return Fail(s);
   auto meta = MetaFor(a);
   if (!meta.ok()) return Fail(meta.status);
@@ -220,7 +222,7 @@ std::vector<Command> VolumeCommands() {
         {"replicas", "R", "copies of every tract, 1 to 3 (default 2)"},
         {"tract-size", "SIZE", "tract size, a power of two from 64K to 1G (default 8M)"},
         {"segment", "S", "tracts per segment for nested striping, 1 to 4096 (default 128)"},
-        {"block", "SIZE", "stripe unit, a power of two from 4K to the tract size (default 64K); in log mode also the log block: smaller writes read the rest of their block first"},
+        {"block", "SIZE", "stripe unit, a power of two from 4K to the tract size (default 1M, or the tract size if smaller; 64K in log mode); in log mode also the log block: smaller writes read the rest of their block first"},
         {"mode", "MODE", "write-through (default), fast-ack or log"}},
        true, 1, 1, VolumeCreate},
       {"volume list", "", "List the volumes: name, size, replicas, tract size, segment, block, mode.", "", {},
