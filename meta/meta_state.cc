@@ -73,7 +73,30 @@ Result<std::unique_ptr<MetaState>> MetaState::Open(Options opts, Status* why) {
     *why = s;
     return Result<std::unique_ptr<MetaState>>::error(s.code());
   }
+  std::random_device rd;
+  char inc[17];
+  snprintf(inc, sizeof inc, "%08x%08x", static_cast<unsigned>(rd()), static_cast<unsigned>(rd()));
+  m->incarnation_ = inc;
   return m;
+}
+
+std::vector<std::string> MetaState::GenLines(const std::string& token) const {
+  // Only a token of this incarnation names a point in this grant sequence.
+  uint64_t since = 0;
+  bool full = true;
+  if (token.size() > incarnation_.size() + 1 && token.compare(0, incarnation_.size(), incarnation_) == 0 &&
+      token[incarnation_.size()] == ':' && ParseU64(token.substr(incarnation_.size() + 1), &since) &&
+      since <= gen_seq_)
+    full = false;
+  std::vector<std::string> out;
+  out.push_back("gens " + incarnation_ + ":" + std::to_string(gen_seq_) + (full ? " full" : " delta"));
+  for (const auto& [name, l] : leases_) {
+    if (l.gen == 0 || (!full && l.granted_seq <= since)) continue;
+    auto v = volumes_.find(name);
+    if (v == volumes_.end()) continue;
+    out.push_back(v->second.IdHex() + " " + std::to_string(l.gen));
+  }
+  return out;
 }
 
 Status MetaState::Load() {
@@ -120,6 +143,7 @@ Status MetaState::Load() {
         l.holder = w[4];
         l.expires_ms = NowMs() + l.ttl_ms;
       }
+      l.granted_seq = ++gen_seq_;
       leases_[w[1]] = l;
     }
   }
@@ -248,6 +272,20 @@ std::string MetaState::Handle(const std::string& line) {
   auto w = Split(line);
   if (w.empty()) return Err(-EINVAL, "empty request");
   const std::string& cmd = w[0];
+  // REGISTER/HEARTBEAT ... [gens TOKEN]
+  std::string gens_token;
+  bool want_gens = (cmd == "REGISTER" || cmd == "HEARTBEAT") && w.size() >= 3 && w[w.size() - 2] == "gens";
+  if (want_gens) {
+    gens_token = w.back();
+    w.resize(w.size() - 2);
+  }
+  auto with_gens = [&](std::vector<std::string> lines) {
+    if (want_gens) {
+      auto g = GenLines(gens_token);
+      lines.insert(lines.end(), g.begin(), g.end());
+    }
+    return Ok(lines);
+  };
   if (cmd == "REGISTER" && w.size() == 4) {
     auto hp = ParseHostPort(w[2]);
     if (!hp || w[1].size() > 64 || w[3].size() > 64) return Err(-EINVAL, "usage: REGISTER <uuid> <host:port> <zone>");
@@ -262,14 +300,14 @@ std::string MetaState::Handle(const std::string& line) {
       if (!st.ok()) return Err(st.code(), st.message());
       FLOG_INFO("tract server %s registered at %s zone %s", w[1].c_str(), w[2].c_str(), w[3].c_str());
     }
-    return Ok({"tlt_version " + std::to_string(tlt_version_)});
+    return with_gens({"tlt_version " + std::to_string(tlt_version_)});
   }
   if (cmd == "HEARTBEAT" && w.size() == 2) {
     auto it = servers_.find(w[1]);
     if (it == servers_.end()) return Err(-ENOENT, "unknown server; register first");
     if (it->second.dead) return Err(-ENOENT, "server was declared dead; register again");
     it->second.last_heartbeat_ms = NowMs();
-    return Ok({"tlt_version " + std::to_string(tlt_version_)});
+    return with_gens({"tlt_version " + std::to_string(tlt_version_)});
   }
   if (cmd == "TLT") {
     if (rows_.empty()) {
@@ -342,7 +380,7 @@ std::string MetaState::CmdLease(const std::vector<std::string>& w) {
       return Err(-EINVAL, "lease holder must be 1..200 characters of [A-Za-z0-9._/:-]");
     if (LeaseHeld(l, now)) return Err(-EBUSY, "lease held: " + describe(l));
     Lease old = l;
-    l = Lease{l.gen + 1, holder, ttl, now + ttl};
+    l = Lease{l.gen + 1, holder, ttl, now + ttl, ++gen_seq_};
     Status s = Save();
     if (!s.ok()) {
       l = old;

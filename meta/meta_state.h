@@ -17,6 +17,12 @@
 //   grant bumps the volume's lease generation. Leases are persisted: after a
 //   restart a held lease stays held for its ttl (its holder renews it). The
 //   holder must stop writing when it cannot renew in time (daemon/lease.h).
+// - Lease generations for tract servers: REGISTER and HEARTBEAT take an
+//   optional `gens TOKEN` and then also report the current generation of
+//   every leased volume's blob (TOKEN "-": all of them) or only those granted
+//   since TOKEN (a reply's own token: this process's random incarnation and
+//   a grant counter; from another incarnation, all again). Tract servers
+//   refuse writers older than these (tractserver/server.h).
 #pragma once
 
 #include <cstdint>
@@ -69,7 +75,10 @@ class MetaState {
     std::string holder;         // empty: free
     uint64_t ttl_ms = 0;
     uint64_t expires_ms = 0;    // monotonic; not persisted (restart: now + ttl)
+    uint64_t granted_seq = 0;   // gen_seq_ when gen was granted (or loaded); not persisted
   };
+  // The "gens ..." reply lines for REGISTER/HEARTBEAT ... gens TOKEN.
+  std::vector<std::string> GenLines(const std::string& token) const;
   bool LeaseHeld(const Lease& l, uint64_t now) const { return !l.holder.empty() && now < l.expires_ms; }
   static std::string Ok(const std::vector<std::string>& lines);
   static std::string Err(int neg_errno, const std::string& msg);
@@ -82,6 +91,8 @@ class MetaState {
   std::map<std::string, VolumeInfo> volumes_;
   std::map<std::string, Lease> leases_;  // by volume name
   uint64_t next_blob_ = 1;
+  std::string incarnation_;  // random per process, for the gens token
+  uint64_t gen_seq_ = 0;     // lease grants since this process started
   uint64_t repaired_entries_ = 0, repaired_bytes_ = 0;
 };
 

@@ -210,6 +210,52 @@ TEST(MetaState, DefaultBlockDependsOnModeAndTractSize) {
   EXPECT_EQ(block_of("named"), 128u << 10);
 }
 
+TEST(MetaState, HeartbeatsReportLeaseGenerationsFullThenDelta) {
+  MetaState::Options o;
+  o.dir = TempDir();
+  Status why;
+  auto m = MetaState::Open(o, &why);
+  ASSERT_TRUE(m.ok());
+  ASSERT_EQ((*m)->Handle("REGISTER s1 127.0.0.1:1 z").substr(0, 2), "OK");
+  ASSERT_EQ((*m)->Handle("VOLUME CREATE a size=1G").substr(0, 4), "OK 1");
+  ASSERT_EQ((*m)->Handle("VOLUME CREATE b size=1G").substr(0, 4), "OK 1");
+  auto id = [&](const std::string& n) { return VolumeInfo::Parse(Lines((*m)->Handle("VOLUME INFO " + n))[0])->IdHex(); };
+  ASSERT_EQ((*m)->Handle("LEASE ACQUIRE a 60000 x").substr(0, 10), "OK 1\ngen 1");
+  // Without "gens": the old reply, one line.
+  EXPECT_EQ(Lines((*m)->Handle("HEARTBEAT s1")).size(), 1u);
+  auto full = Lines((*m)->Handle("HEARTBEAT s1 gens -"));
+  ASSERT_EQ(full.size(), 3u);
+  EXPECT_EQ(full[0].substr(0, 12), "tlt_version ");
+  char token[80], kind[8];
+  ASSERT_EQ(sscanf(full[1].c_str(), "gens %79s %7s", token, kind), 2);
+  EXPECT_STREQ(kind, "full");
+  EXPECT_EQ(full[2], id("a") + " 1");
+  // Nothing granted since: an empty delta with the same token.
+  auto none = Lines((*m)->Handle(std::string("HEARTBEAT s1 gens ") + token));
+  ASSERT_EQ(none.size(), 2u);
+  EXPECT_EQ(none[1], std::string("gens ") + token + " delta");
+  ASSERT_EQ((*m)->Handle("LEASE RELEASE a 1").substr(0, 4), "OK 1");
+  ASSERT_EQ((*m)->Handle("LEASE ACQUIRE a 60000 y").substr(0, 10), "OK 1\ngen 2");
+  ASSERT_EQ((*m)->Handle("LEASE ACQUIRE b 60000 y").substr(0, 10), "OK 1\ngen 1");
+  auto delta = Lines((*m)->Handle(std::string("REGISTER s1 127.0.0.1:1 z gens ") + token));
+  ASSERT_EQ(delta.size(), 4u);
+  EXPECT_NE(delta[1].find(" delta"), std::string::npos);
+  std::set<std::string> got(delta.begin() + 2, delta.end());
+  EXPECT_EQ(got, (std::set<std::string>{id("a") + " 2", id("b") + " 1"}));
+  // Another incarnation's token (or garbage) gets everything again.
+  auto other = Lines((*m)->Handle("HEARTBEAT s1 gens 0123456789abcdef:5"));
+  ASSERT_EQ(other.size(), 4u);
+  EXPECT_NE(other[1].find(" full"), std::string::npos);
+  // A restarted meta is a new incarnation and still knows every generation.
+  m->reset();
+  auto m2 = MetaState::Open(o, &why);
+  ASSERT_TRUE(m2.ok());
+  ASSERT_EQ((*m2)->Handle("REGISTER s1 127.0.0.1:1 z").substr(0, 2), "OK");
+  auto again = Lines((*m2)->Handle(std::string("HEARTBEAT s1 gens ") + token));
+  ASSERT_EQ(again.size(), 4u);
+  EXPECT_NE(again[1].find(" full"), std::string::npos);
+}
+
 TEST(VolumeInfo, NameValidation) {
   EXPECT_TRUE(ValidateVolumeName("db-01.data_x").ok());
   EXPECT_FALSE(ValidateVolumeName("").ok());

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <string>
@@ -67,6 +68,40 @@ std::string ServerUuid(const std::string& dir) {
   rename((path + ".tmp").c_str(), path.c_str());
   return b;
 }
+
+// The "gens TOKEN full|delta" line and "<32 hex blob id> <gen>" lines after
+// a REGISTER/HEARTBEAT reply's first line (meta/meta_state.h).
+struct MetaGensReport {
+  std::string token;
+  bool full = false;
+  std::vector<TractServer::MetaGen> gens;
+};
+bool ParseMetaGens(const std::vector<std::string>& lines, MetaGensReport* out, std::string* why) {
+  char token[80], kind[8];
+  if (lines.size() < 2 || sscanf(lines[1].c_str(), "gens %79s %7s", token, kind) != 2 ||
+      (strcmp(kind, "full") != 0 && strcmp(kind, "delta") != 0)) {
+    *why = "no gens line in the reply";
+    return false;
+  }
+  if (lines.size() - 2 > TractServer::kMaxMetaGens) {
+    *why = "more than " + std::to_string(TractServer::kMaxMetaGens) + " blobs reported";
+    return false;
+  }
+  out->token = token;
+  out->full = strcmp(kind, "full") == 0;
+  for (size_t i = 2; i < lines.size(); ++i) {
+    unsigned long long hi, lo, gen;
+    int n = 0;
+    if (lines[i].size() < 34 || sscanf(lines[i].c_str(), "%16llx%16llx %llu%n", &hi, &lo, &gen, &n) != 3 ||
+        static_cast<size_t>(n) != lines[i].size()) {
+      *why = "bad line '" + lines[i].substr(0, 80) + "'";
+      return false;
+    }
+    out->gens.push_back({hi, lo, gen});
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -151,6 +186,7 @@ int main(int argc, char** argv) {
   std::string addr = advertise.empty() ? (hp->host + ":" + std::to_string(port)) : advertise;
   SetLogPrefix(("tractserver[" + addr + "]").c_str());
   TractServer server(loop->get(), store->get(), sopts);
+  if (!meta.empty()) server.RequireMetaGens();  // writes wait for meta's lease generations
   server.Start(*lfd);
   std::string local_name;
   if (local_socket) {
@@ -198,14 +234,25 @@ int main(int argc, char** argv) {
       MetaClient mc(mhp, 2000);
       bool registered = false;
       int failures = 0;
+      std::string gens_token = "-";  // "-": report every leased blob
       while (!stop) {
-        MetaReply r = mc.Call(registered ? "HEARTBEAT " + uuid : "REGISTER " + uuid + " " + addr + " " + zone);
+        MetaReply r = mc.Call((registered ? "HEARTBEAT " + uuid : "REGISTER " + uuid + " " + addr + " " + zone) +
+                              " gens " + gens_token);
         unsigned long long v = 0;
         if (r.status.ok() && !r.lines.empty() && sscanf(r.lines[0].c_str(), "tlt_version %llu", &v) == 1) {
           if (!registered) FLOG_INFO("registered with meta %s as %s", mhp.ToString().c_str(), uuid.c_str());
           registered = true;
           failures = 0;
           server.set_tlt_version(v);
+          MetaGensReport rep;
+          std::string why;
+          if (ParseMetaGens(r.lines, &rep, &why)) {
+            gens_token = rep.token;
+            (*loop)->PostFromAnyThread([&server, rep = std::move(rep)] { server.ApplyMetaGens(rep.full, rep.gens); });
+          } else {
+            FLOG_WARN("meta's lease generations: %s", why.c_str());
+            gens_token = "-";
+          }
         } else {
           if (r.status.code() == -ENOENT) registered = false;
           if (failures++ % 20 == 0) FLOG_WARN("meta: %s", r.status.ToString().c_str());

@@ -173,6 +173,19 @@ class TractServer::Conn {
     TractKey key{h.blob_hi, h.blob_lo, h.tract};
     uint64_t id = h.id;
     bool mutation = (h.op == kOpWrite && !(h.flags & kFlagFill)) || h.op == kOpTrim || h.op == kOpZero;
+    if ((mutation || h.op == kOpFence) && srv_->meta_gens_required_ && !srv_->meta_gens_synced_) {
+      // Until meta has told which generations it granted, a writer cannot be
+      // judged: wait for its report (the connection stays alive while this
+      // request is counted in ops_), or give up with -EAGAIN.
+      auto holder = std::make_shared<AlignedBuffer>(std::move(payload));
+      srv_->WaitForMetaGens([this, h, holder](bool synced) {
+        if (synced) return Execute(h, std::move(*holder));
+        srv_->counters_.unsynced_rejects++;
+        Reply(h.id, -EAGAIN);
+        OpDone();
+      });
+      return;
+    }
     if (mutation) {
       int r = srv_->CheckWriter(h, seq_);
       if (r < 0) {
@@ -463,11 +476,60 @@ int TractServer::AddFence(uint64_t hi, uint64_t lo, uint64_t owner_seq) {
   return 0;
 }
 
+void TractServer::WaitForMetaGens(std::function<void(bool)> resume) {
+  if (unsynced_waiters_.size() >= kMaxUnsyncedWaiters) return resume(false);
+  unsynced_waiters_.push_back(std::move(resume));
+  if (unsynced_timer_.valid()) return;
+  unsynced_timer_ = loop_->AddTimer(kUnsyncedWaitMs * 1000000ull, [this] {
+    unsynced_timer_ = Loop::TimerId{};
+    FLOG_WARN("no lease generations from meta after %u ms; refusing writes with EAGAIN until they arrive",
+              kUnsyncedWaitMs);
+    auto w = std::move(unsynced_waiters_);
+    unsynced_waiters_.clear();
+    for (auto& f : w) f(false);
+  });
+}
+
+void TractServer::ApplyMetaGens(bool full, const std::vector<MetaGen>& gens) {
+  if (full) meta_gens_.clear();
+  size_t dropped = 0;
+  for (const auto& g : gens) {
+    auto key = std::make_pair(g.blob_hi, g.blob_lo);
+    auto it = meta_gens_.find(key);
+    if (it != meta_gens_.end()) {
+      it->second = std::max(it->second, g.gen);
+    } else if (meta_gens_.size() < kMaxMetaGens) {
+      meta_gens_.emplace(key, g.gen);
+    } else {
+      dropped++;
+    }
+  }
+  if (dropped) FLOG_ERROR("meta reported more than %zu leased blobs; %zu not tracked", kMaxMetaGens, dropped);
+  if (!meta_gens_synced_ && meta_gens_required_)
+    FLOG_INFO("lease generations of %zu blobs from meta; accepting writes", meta_gens_.size());
+  meta_gens_synced_ = true;
+  loop_->CancelTimer(unsynced_timer_);
+  unsynced_timer_ = Loop::TimerId{};
+  auto w = std::move(unsynced_waiters_);
+  unsynced_waiters_.clear();
+  for (auto& f : w) f(true);
+}
+
 int TractServer::RaiseWriter(const RequestHeader& h) {
-  // writer_gen 0 (no lease) counts as older than any recorded generation.
+  if (meta_gens_required_ && !meta_gens_synced_) {
+    counters_.unsynced_rejects++;
+    return -EAGAIN;
+  }
+  // writer_gen 0 (no lease) counts as older than any recorded generation,
+  // and than any generation meta granted.
   tractstore::WriterGens* w = store_->writers();
   uint64_t cur = w->Get(h.blob_hi, h.blob_lo);
-  if (h.writer_gen < cur) {
+  uint64_t floor = cur;
+  if (!meta_gens_.empty()) {
+    auto it = meta_gens_.find(std::make_pair(h.blob_hi, h.blob_lo));
+    if (it != meta_gens_.end()) floor = std::max(floor, it->second);
+  }
+  if (h.writer_gen < floor) {
     counters_.superseded_rejects++;
     return -EPERM;
   }
@@ -484,7 +546,7 @@ int TractServer::CheckWriter(const RequestHeader& h, uint64_t conn_seq) {
   // Generations first: they hold across connections and restarts. A writer
   // whose FENCE this server missed (it was down) records its generation
   // with its first write here.
-  if (h.writer_gen != 0 || store_->writers()->size() != 0) {
+  if (h.writer_gen != 0 || store_->writers()->size() != 0 || meta_gens_required_ || !meta_gens_.empty()) {
     int r = RaiseWriter(h);
     if (r < 0) return r;
   }
@@ -506,6 +568,7 @@ std::string TractServer::StatsText() const {
   auto kv = [&t](const char* k, uint64_t v) { AppendKv(&t, k, v); };
   kv("tlt_version", tlt_version());
   kv("connections", conns_.size());
+  kv("meta_generations", meta_gens_.size());
   kv("connections_accepted", counters_.connections);
   kv("local_connections_accepted", counters_.local_connections);
   kv("requests", counters_.requests);
@@ -514,6 +577,7 @@ std::string TractServer::StatsText() const {
   kv("stale_rejects", counters_.stale_rejects);
   kv("fenced_rejects", counters_.fenced_rejects);
   kv("superseded_rejects", counters_.superseded_rejects);
+  kv("unsynced_rejects", counters_.unsynced_rejects);
   kv("writer_generations", store_->writers()->size());
   kv("writes", s.writes);
   kv("reads", s.reads);

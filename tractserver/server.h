@@ -25,15 +25,26 @@
 //   for its blob gets -EPERM, whatever the connection, also after a
 //   restart. A FENCE, or such a request, with a newer writer_gen records it
 //   durably before it proceeds; a FENCE with an older one gets -EPERM.
+// - Generations from flurry-meta (RequireMetaGens / ApplyMetaGens, fed by
+//   main.cc's heartbeat thread through the loop): the lease generation meta
+//   last granted for each leased blob is a floor as well, so a writer this
+//   server never heard of being superseded (it was down for the FENCE, or it
+//   got its tracts by re-replication later) is still refused. A server told
+//   to require them holds WRITE, TRIM, ZERO and FENCE until meta's first
+//   report arrives (at most kMaxUnsyncedWaiters requests for at most
+//   kUnsyncedWaitMs; then -EAGAIN, which clients retry). At most
+//   kMaxMetaGens blobs.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 #include "common/loop.h"
 #include "common/result.h"
@@ -54,6 +65,7 @@ class TractServer {
     uint64_t connections = 0, local_connections = 0, rejected_connections = 0, protocol_errors = 0;
     uint64_t requests = 0, error_replies = 0, stale_rejects = 0, fenced_rejects = 0;
     uint64_t superseded_rejects = 0;  // older writer_gen than the blob's newest
+    uint64_t unsynced_rejects = 0;    // -EAGAIN: meta's generations not yet known
   };
 
   TractServer(Loop* loop, tractstore::TractStore* store, Options opts);
@@ -68,6 +80,17 @@ class TractServer {
   void set_tlt_version(uint64_t v) { tlt_version_.store(v, std::memory_order_relaxed); }
   uint64_t tlt_version() const { return tlt_version_.load(std::memory_order_relaxed); }
   const Counters& counters() const { return counters_; }
+
+  // Lease generations from flurry-meta (loop thread). After RequireMetaGens,
+  // mutations wait for the first ApplyMetaGens. A full report replaces what
+  // was known (volumes deleted since drop out); a delta raises entries.
+  struct MetaGen {
+    uint64_t blob_hi, blob_lo, gen;
+  };
+  static constexpr size_t kMaxMetaGens = 1u << 20;
+  void RequireMetaGens() { meta_gens_required_ = true; }
+  void ApplyMetaGens(bool full, const std::vector<MetaGen>& gens);
+  bool meta_gens_synced() const { return meta_gens_synced_; }
   std::string StatsText() const;
 
  private:
@@ -100,6 +123,13 @@ class TractServer {
   static constexpr size_t kMaxFences = 65536;
   std::unordered_map<std::pair<uint64_t, uint64_t>, Fence, BlobHash> fences_;
   int AddFence(uint64_t hi, uint64_t lo, uint64_t owner_seq);
+  std::unordered_map<std::pair<uint64_t, uint64_t>, uint64_t, BlobHash> meta_gens_;
+  bool meta_gens_required_ = false, meta_gens_synced_ = false;
+  static constexpr size_t kMaxUnsyncedWaiters = 4096;
+  static constexpr unsigned kUnsyncedWaitMs = 2000;
+  std::vector<std::function<void(bool)>> unsynced_waiters_;  // resume(synced)
+  Loop::TimerId unsynced_timer_;
+  void WaitForMetaGens(std::function<void(bool)> resume);
   // h.writer_gen against the blob's recorded generation: -EPERM if older;
   // a newer one is recorded durably first (-EIO, -ENOSPC if that fails).
   int RaiseWriter(const tractproto::RequestHeader& h);

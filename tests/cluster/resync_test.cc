@@ -9,7 +9,11 @@
 // replicas byte-identical; the marks are then cleared.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <csignal>
+#include <filesystem>
 #include <cstring>
 #include <map>
 
@@ -383,6 +387,110 @@ TEST_F(ResyncTest, AFenceMissedByADownServerIsRetriedUntilItLands) {
     ASSERT_EQ(rep.res, 0);
     EXPECT_EQ(rep.hdr.status, -EPERM) << "an older writer (gen " << gen << ") at the restarted server";
   }
+}
+
+// What FENCE and the recorded generations cannot see: a server that was down
+// while a new writer took the lease (and never got its FENCE), or one that
+// holds no record of the blob at all (as a re-replication target would).
+// flurry-meta's report of the generations it granted still refuses the old
+// writer there, right after the restart and with no new-writer traffic.
+TEST_F(ResyncTest, MetaGenerationsRefuseAWriterSupersededBehindTheServersBack) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(1, /*heartbeat_timeout_ms=*/600000));
+  VolumeInfo v = CreateVolume("mg", 4u << 20, kTract, 1);
+  const std::string addr = cluster_->server_addr(0);
+  Status why;
+  auto acquire = [&](const std::string& vol, const std::string& holder) -> uint64_t {
+    auto r = cluster_->MetaCall("LEASE ACQUIRE " + vol + " 600000 " + holder, &why);
+    unsigned long long g = 0;
+    if (!r.ok() || r->empty() || sscanf((*r)[0].c_str(), "gen %llu", &g) != 1) ADD_FAILURE() << why.ToString();
+    return g;
+  };
+  uint8_t pattern = 0;
+  auto write = [&](const VolumeInfo& vol, uint64_t gen) {
+    std::vector<uint8_t> d(kC, ++pattern);
+    auto h = RawTractConn::Header(tractproto::kOpWrite, vol.blob_hi, vol.blob_lo, 0, vol.tract_size, 0, kC,
+                                  d.data(), kC);
+    h.writer_gen = gen;
+    tractproto::SealHeader(&h);
+    RawTractConn rc;
+    if (rc.Connect(addr) != 0) return -ECONNREFUSED;
+    auto rep = rc.Call(h, d.data(), kC);
+    return rep.res < 0 ? rep.res : rep.hdr.status;
+  };
+  uint64_t g1 = acquire("mg", "old-writer");
+  ASSERT_GT(g1, 0u);
+  ASSERT_EQ(write(v, g1), 0);
+  const uint8_t landed = pattern;
+  ASSERT_TRUE(cluster_->KillServer(0, SIGKILL).ok());
+  ASSERT_TRUE(cluster_->MetaCall("LEASE RELEASE mg " + std::to_string(g1), &why).ok()) << why.ToString();
+  uint64_t g2 = acquire("mg", "new-writer");
+  ASSERT_GT(g2, g1);
+  ASSERT_TRUE(cluster_->RestartServer(0).ok());
+  EXPECT_EQ(write(v, g1), -EPERM) << "the server's own record still says generation " << g1;
+  EXPECT_EQ(write(v, 0), -EPERM);
+  auto b = RawRead(addr, v, 0, 0, kC);
+  ASSERT_EQ(b.size(), kC);
+  EXPECT_EQ(b[0], landed) << "a refused write reached the disk";
+  EXPECT_EQ(write(v, g2), 0);
+
+  // A blob this server has no generation of: learnt from the next heartbeat.
+  VolumeInfo w = CreateVolume("mg2", 4u << 20, kTract, 1);
+  uint64_t h1 = acquire("mg2", "old-writer");
+  ASSERT_TRUE(cluster_->MetaCall("LEASE RELEASE mg2 " + std::to_string(h1), &why).ok());
+  uint64_t h2 = acquire("mg2", "new-writer");
+  ASSERT_TRUE(RunUntil(loop_.get(), [&] { return ServerCounter(addr, "meta_generations") >= 2; }, 5000))
+      << "meta's report of mg2's lease never reached the server";
+  EXPECT_EQ(ServerCounter(addr, "writer_generations"), 1u) << "mg2 has no record of its own here";
+  EXPECT_EQ(write(w, h1), -EPERM);
+  EXPECT_EQ(write(w, h2), 0);
+  EXPECT_EQ(ServerCounter(addr, "unsynced_rejects"), 0u);
+}
+
+// A server that cannot reach flurry-meta cannot tell a superseded writer
+// from the current one: it holds writes (up to 2 s) and then answers
+// -EAGAIN, never accepting them; reads go on.
+TEST_F(ResyncTest, WithoutMetaWritesWaitThenGetEagain) {
+  std::filesystem::create_directories(root_);
+  const std::string dir = root_ + "/lonely", pf = root_ + "/lonely.port";
+  std::filesystem::create_directories(dir);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // Port 1 on loopback: nothing listens there.
+    execl(ts_bin_.c_str(), ts_bin_.c_str(), "--dir", dir.c_str(), "--meta", "127.0.0.1:1", "--listen",
+          "127.0.0.1:0", "--port-file", pf.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  std::string port;
+  for (int i = 0; i < 500 && port.empty(); ++i) {
+    usleep(10000);
+    FILE* f = fopen(pf.c_str(), "r");
+    if (!f) continue;
+    char b[16] = {};
+    if (fgets(b, sizeof b, f) && strchr(b, '\n')) port = std::string(b, strcspn(b, "\n"));
+    fclose(f);
+  }
+  ASSERT_FALSE(port.empty()) << "the tract server did not start";
+  const std::string addr = "127.0.0.1:" + port;
+  std::vector<uint8_t> d(kC, 0x77);
+  RawTractConn rc;
+  ASSERT_EQ(rc.Connect(addr), 0);
+  auto h = RawTractConn::Header(tractproto::kOpWrite, 1, 2, 0, kTract, 0, kC, d.data(), kC);
+  h.writer_gen = 3;
+  tractproto::SealHeader(&h);
+  uint64_t t0 = Loop::NowNs();
+  auto rep = rc.Call(h, d.data(), kC);
+  uint64_t waited_ms = (Loop::NowNs() - t0) / 1000000;
+  ASSERT_EQ(rep.res, 0);
+  EXPECT_EQ(rep.hdr.status, -EAGAIN);
+  EXPECT_GE(waited_ms, 1500u) << "it should wait for meta's report first";
+  auto rd = rc.Call(RawTractConn::Header(tractproto::kOpStatTract, 1, 2, 0, kTract, 0, 0));
+  ASSERT_EQ(rd.res, 0);
+  EXPECT_NE(rd.hdr.status, -EAGAIN) << "only writes wait for meta";
+  EXPECT_EQ(ServerCounter(addr, "unsynced_rejects"), 1u);
+  EXPECT_EQ(ServerCounter(addr, "writes"), 0u);
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
 }
 
 // The case FENCE exists for: writes an old writer sent that the server had
