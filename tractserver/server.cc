@@ -516,10 +516,7 @@ void TractServer::ApplyMetaGens(bool full, const std::vector<MetaGen>& gens) {
 }
 
 int TractServer::RaiseWriter(const RequestHeader& h) {
-  if (meta_gens_required_ && !meta_gens_synced_) {
-    counters_.unsynced_rejects++;
-    return -EAGAIN;
-  }
+  // (Conn::Execute holds mutations and FENCEs until meta's first report.)
   // writer_gen 0 (no lease) counts as older than any recorded generation,
   // and than any generation meta granted.
   tractstore::WriterGens* w = store_->writers();
@@ -546,7 +543,7 @@ int TractServer::CheckWriter(const RequestHeader& h, uint64_t conn_seq) {
   // Generations first: they hold across connections and restarts. A writer
   // whose FENCE this server missed (it was down) records its generation
   // with its first write here.
-  if (h.writer_gen != 0 || store_->writers()->size() != 0 || meta_gens_required_ || !meta_gens_.empty()) {
+  if (h.writer_gen != 0 || store_->writers()->size() != 0 || !meta_gens_.empty()) {
     int r = RaiseWriter(h);
     if (r < 0) return r;
   }
