@@ -80,14 +80,19 @@ Result<std::unique_ptr<MetaState>> MetaState::Open(Options opts, Status* why) {
   return m;
 }
 
-std::vector<std::string> MetaState::GenLines(const std::string& token) const {
+uint64_t MetaState::TokenSeq(const std::string& token) const {
   // Only a token of this incarnation names a point in this grant sequence.
-  uint64_t since = 0;
-  bool full = true;
+  uint64_t seq = 0;
   if (token.size() > incarnation_.size() + 1 && token.compare(0, incarnation_.size(), incarnation_) == 0 &&
-      token[incarnation_.size()] == ':' && ParseU64(token.substr(incarnation_.size() + 1), &since) &&
-      since <= gen_seq_)
-    full = false;
+      token[incarnation_.size()] == ':' && ParseU64(token.substr(incarnation_.size() + 1), &seq) &&
+      seq <= gen_seq_)
+    return seq;
+  return kNoGens;
+}
+
+std::vector<std::string> MetaState::GenLines(const std::string& token) const {
+  uint64_t since = TokenSeq(token);
+  bool full = since == kNoGens;
   std::vector<std::string> out;
   out.push_back("gens " + incarnation_ + ":" + std::to_string(gen_seq_) + (full ? " full" : " delta"));
   for (const auto& [name, l] : leases_) {
@@ -219,30 +224,44 @@ Status MetaState::BuildTlt() {
 void MetaState::CheckHeartbeats() {
   std::lock_guard<std::mutex> g(mu_);
   uint64_t now = NowMs();
-  bool changed = false;
   for (auto& [id, s] : servers_) {
     if (s.dead || now - s.last_heartbeat_ms < opts_.heartbeat_timeout_ms) continue;
     s.dead = true;
     FLOG_WARN("tract server %s (%s) missed heartbeats for %" PRIu64 " ms: replacing it",
               s.uuid.c_str(), s.addr.c_str(), now - s.last_heartbeat_ms);
-    for (auto& row : rows_) {
-      for (auto& e : row) {
-        if (e.first != id) continue;
-        // Pick the live server, not in this row, with the fewest entries.
-        std::map<std::string, size_t> load;
-        for (auto& r2 : rows_) for (auto& e2 : r2) load[e2.first]++;
-        const Server* best = nullptr;
-        for (auto& [id2, s2] : servers_) {
-          if (s2.dead) continue;
-          bool in_row = std::any_of(row.begin(), row.end(), [&](auto& x) { return x.first == id2; });
-          if (in_row) continue;
-          if (!best || load[id2] < load[best->uuid]) best = &s2;
-        }
-        if (best) {
-          e = {best->uuid, true};
-          changed = true;
-        }
+  }
+  // Replace every entry of a dead server (again on each check while none
+  // qualifies) by the live server, not in the row, with the fewest entries
+  // among those caught up on lease generations (see the header).
+  bool changed = false;
+  std::map<std::string, size_t> load;
+  for (auto& r : rows_) for (auto& e : r) load[e.first]++;
+  for (auto& row : rows_) {
+    for (auto& e : row) {
+      auto dead = servers_.find(e.first);
+      if (dead == servers_.end() || !dead->second.dead) continue;
+      const Server* best = nullptr;
+      bool any_live = false;
+      for (auto& [id2, s2] : servers_) {
+        if (s2.dead) continue;
+        bool in_row = std::any_of(row.begin(), row.end(), [&](auto& x) { return x.first == id2; });
+        if (in_row) continue;
+        any_live = true;
+        if (s2.gens_seen != gen_seq_) continue;
+        if (!best || load[id2] < load[best->uuid]) best = &s2;
       }
+      if (!best) {
+        if (any_live && !dead->second.replacement_waiting)
+          FLOG_INFO("replacing %s waits for a live server caught up on lease generations (next heartbeat)",
+                    dead->second.uuid.c_str());
+        dead->second.replacement_waiting = any_live;
+        continue;
+      }
+      dead->second.replacement_waiting = false;
+      load[e.first]--;
+      load[best->uuid]++;
+      e = {best->uuid, true};
+      changed = true;
     }
   }
   if (changed) {
@@ -294,6 +313,7 @@ std::string MetaState::Handle(const std::string& line) {
     Server& s = servers_[w[1]];
     bool revived = s.dead;
     s = Server{w[1], w[2], w[3], NowMs(), false};
+    s.gens_seen = want_gens ? TokenSeq(gens_token) : kNoGens;
     if (changed || revived) {
       if (!rows_.empty() && changed) tlt_version_++;  // its address in rows changed
       Status st = Save();
@@ -307,6 +327,7 @@ std::string MetaState::Handle(const std::string& line) {
     if (it == servers_.end()) return Err(-ENOENT, "unknown server; register first");
     if (it->second.dead) return Err(-ENOENT, "server was declared dead; register again");
     it->second.last_heartbeat_ms = NowMs();
+    it->second.gens_seen = want_gens ? TokenSeq(gens_token) : kNoGens;
     return with_gens({"tlt_version " + std::to_string(tlt_version_)});
   }
   if (cmd == "TLT") {

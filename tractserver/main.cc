@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -225,6 +226,11 @@ int main(int argc, char** argv) {
 
   // Heartbeats on their own thread: blocking control-path IO never stalls the loop.
   std::atomic<bool> stop{false};
+  // The gens token of the last report the loop has applied: heartbeats send
+  // it, and meta replaces a dead server only by one whose token is current
+  // (meta/meta_state.h), so it must name what is in force, not what is posted.
+  std::mutex applied_mu;
+  std::string applied_token = "-";  // "-": report every leased blob
   std::thread hb;
   if (!meta.empty()) {
     auto mhp = ParseHostPort(meta);
@@ -234,8 +240,13 @@ int main(int argc, char** argv) {
       MetaClient mc(mhp, 2000);
       bool registered = false;
       int failures = 0;
-      std::string gens_token = "-";  // "-": report every leased blob
+      bool want_full = false;  // the last report did not parse: ask for all again
       while (!stop) {
+        std::string gens_token = "-";
+        if (!want_full) {
+          std::lock_guard<std::mutex> g(applied_mu);
+          gens_token = applied_token;
+        }
         MetaReply r = mc.Call((registered ? "HEARTBEAT " + uuid : "REGISTER " + uuid + " " + addr + " " + zone) +
                               " gens " + gens_token);
         unsigned long long v = 0;
@@ -247,11 +258,15 @@ int main(int argc, char** argv) {
           MetaGensReport rep;
           std::string why;
           if (ParseMetaGens(r.lines, &rep, &why)) {
-            gens_token = rep.token;
-            (*loop)->PostFromAnyThread([&server, rep = std::move(rep)] { server.ApplyMetaGens(rep.full, rep.gens); });
+            want_full = false;
+            (*loop)->PostFromAnyThread([&server, &applied_mu, &applied_token, rep = std::move(rep)] {
+              server.ApplyMetaGens(rep.full, rep.gens);
+              std::lock_guard<std::mutex> g(applied_mu);
+              applied_token = rep.token;
+            });
           } else {
             FLOG_WARN("meta's lease generations: %s", why.c_str());
-            gens_token = "-";
+            want_full = true;
           }
         } else {
           if (r.status.code() == -ENOENT) registered = false;
