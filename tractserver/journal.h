@@ -18,7 +18,8 @@
 //   for kJournalWrite, else null) must stay valid until durable runs.
 //   durable(res, seq) runs once: res 0 = the record is durable; the caller
 //   then applies it to the tract files (no sync needed) and must call
-//   Applied(seq) when that is done (or has failed). res < 0 = not journaled.
+//   Applied(seq) once that is done; if the apply fails it calls FailStop
+//   instead. res < 0 = not journaled.
 // - Checkpoints need the tract files synced: sync_tracts(done) is called
 //   with every record up to the checkpoint already applied; it must make
 //   every tract file written so far durable, then call done(res).
@@ -81,6 +82,11 @@ class Journal {
   // Retrying is not safe: a failed fsync may have dropped the pages, and a
   // rewritten batch may land elsewhere than its failed copy.
   int failed() const { return failed_; }
+  // Stops the journal as a failed journal IO does (above). Also for a
+  // record that is durable but could not be applied to its tract file: the
+  // caller does not call Applied for it, so no checkpoint passes it and a
+  // restart replays it.
+  void FailStop(int err, const char* what);
   // A batch write or a checkpoint (tract syncs, superblock write) in flight.
   bool io_in_flight() const { return writing_ || checkpointing_; }
   // Tests: the next batch write completes with err (after really writing).
@@ -131,7 +137,6 @@ class Journal {
   int failed_ = 0;
   int inject_write_error_ = 0;
   Stats stats_;
-  void FailStop(int err, const char* what);
 };
 
 }  // namespace flurry::tractstore

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "common/log.h"
 #include "tractserver/file_io.h"
@@ -28,6 +29,7 @@ struct Tract::WriteOp {
   bool journaled = false;      // durable through the journal: tract files unsynced
   size_t journal_waits = 0;    // runs whose journal record is not durable yet
   int journal_err = 0;
+  bool replied = false;
   std::vector<uint64_t> seqs;  // journal batches holding this write's records
   RangeLock* lock = nullptr;
   Done done;
@@ -157,14 +159,15 @@ int Tract::ResolvePending(uint32_t c) {
 
 uint32_t Tract::allocated_chunks() const {
   uint32_t n = 0;
-  for (const auto& e : entries_) n += (e.flags & kChunkAllocated) ? 1 : 0;
+  for (const auto& e : entries_) n += (e.flags & (kChunkAllocated | kChunkPending)) ? 1 : 0;
   return n;
 }
 
 std::vector<uint8_t> Tract::Bitmap(uint32_t c0, uint32_t c1) const {
   std::vector<uint8_t> bm(tractproto::BitmapBytes(c1 - c0), 0);
   for (uint32_t c = c0; c < c1; ++c)
-    if (allocated(c)) bm[(c - c0) / 8] |= static_cast<uint8_t>(1u << ((c - c0) % 8));
+    if (entries_[c].flags & (kChunkAllocated | kChunkPending))
+      bm[(c - c0) / 8] |= static_cast<uint8_t>(1u << ((c - c0) % 8));
   return bm;
 }
 
@@ -288,12 +291,17 @@ void Tract::ReadChunks(uint32_t c0, uint32_t c1, uint8_t* buf, Done done) {
 void Tract::Read(uint32_t off, uint32_t len, bool alloc_only, TractStore::ReadDone done) {
   uint32_t c0 = off / kChunkSize, c1 = (off + len + kChunkSize - 1) / kChunkSize;
   TractStore::ReadResult rr;
-  rr.bitmap = Bitmap(c0, c1);
-  if (alloc_only) return done(0, std::move(rr));
+  if (alloc_only) {
+    rr.bitmap = Bitmap(c0, c1);
+    return done(0, std::move(rr));
+  }
   ++active_ops_;
   auto holder = std::make_shared<TractStore::ReadResult>(std::move(rr));
   auto lock = std::make_shared<RangeLock*>(nullptr);
   *lock = Lock(c0, c1, false, [this, holder, lock, c0, c1, off, done = std::move(done)]() mutable {
+    // Under the lock no write of these chunks is in flight: the bitmap
+    // matches the data read.
+    holder->bitmap = Bitmap(c0, c1);
     holder->buf = AlignedBuffer(static_cast<size_t>(c1 - c0) * kChunkSize);
     holder->data_off = off - c0 * kChunkSize;
     // Lock() may grant synchronously before *lock is assigned: read it late.
@@ -385,6 +393,11 @@ void Tract::StartWrite(WriteOp* op) {
           if (r == 0) op->seqs.push_back(seq);
           if (--op->journal_waits > 0) return;
           if (op->journal_err < 0) return FinishWrite(op, op->journal_err);
+          // Durable: answer now. The range lock stays held until the tract
+          // file has the data too, so reads and later writes of these
+          // chunks wait for the apply (FinishWrite).
+          op->replied = true;
+          std::exchange(op->done, nullptr)(0);
           MarkDirty();
           WriteEntries(op->c0, op->c1, false, nullptr);
           WriteData(op, 0);
@@ -432,6 +445,9 @@ void Tract::WriteData(WriteOp* op, uint32_t done_bytes) {
   const uint8_t* src = op->wbuf + static_cast<size_t>(a - op->c0) * kChunkSize + done_bytes;
   loop_->Write(data_fd_, src, total - done_bytes, static_cast<uint64_t>(a) * kChunkSize + done_bytes,
                rwf, [this, op, done_bytes, total](int res) {
+                 if (op->journaled && store_->inject_apply_error_ && res >= 0) {
+                   res = std::exchange(store_->inject_apply_error_, 0);
+                 }
                  if (res < 0) {
                    store_->stats_.io_errors++;
                    return FinishWrite(op, res);
@@ -457,6 +473,23 @@ void Tract::FinishWrite(WriteOp* op, int res) {
     if (!op->runs.empty()) WriteEntries(op->c0, op->c1, false, nullptr);  // lazy
     store_->stats_.writes++;
     store_->stats_.bytes_written += op->len;
+  } else if (op->replied) {
+    // Acknowledged (durable in the journal) but not in the tract file: the
+    // device failed under us. Stop the journal without marking these
+    // records applied, so no checkpoint passes them and a restart replays
+    // them; until then these chunks fail their reads (-EIO: clients read
+    // another replica) rather than return older data.
+    store_->journal_->FailStop(res, "applying an acknowledged write to its tract file");
+    for (auto [a, b] : op->runs) {
+      for (uint32_t c = a; c < b; ++c) {
+        ChunkEntry& e = entries_[c];
+        e = ChunkEntry{};
+        e.flags = kChunkAllocated;
+        e.sum[0] = e.sum[1] = ~0ull;  // matches no real data in practice
+        SealEntry(&e, c);
+      }
+    }
+    op->seqs.clear();
   } else {
     // The data may or may not have reached the disk: settle each chunk now,
     // so that the next write never overwrites the slot that matches.
@@ -474,7 +507,7 @@ void Tract::FinishWrite(WriteOp* op, int res) {
   --active_ops_;
   Done done = std::move(op->done);
   delete op;
-  done(res);
+  if (done) done(res);
 }
 
 bool Tract::Journaled(uint32_t flags) const {

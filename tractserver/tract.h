@@ -27,13 +27,15 @@ class Tract {
   uint32_t tract_size() const { return tract_size_; }
   uint32_t nchunks() const { return nchunks_; }
   bool allocated(uint32_t c) const { return entries_[c].flags & kChunkAllocated; }
-  uint32_t allocated_chunks() const;
+  uint32_t allocated_chunks() const;  // as Bitmap counts them
   // Busy tracts are never evicted: IO in flight, or writes not yet synced
   // by a journal checkpoint (dirty), or such a sync in flight.
   bool busy() const { return active_ops_ > 0 || !locks_.empty() || dirty_ || syncing_ > 0; }
   // IO of its own in flight (a dirty tract may still be deleted).
   bool io_busy() const { return active_ops_ > 0 || !locks_.empty() || syncing_ > 0; }
   const TractKey& key() const { return key_; }
+  // Chunks allocated or being written (a write acknowledged before its
+  // apply is done is counted; over-reporting a hole is harmless).
   std::vector<uint8_t> Bitmap(uint32_t c0, uint32_t c1) const;
 
   void Write(uint32_t off, uint32_t len, AlignedBuffer data, uint32_t flags, Done done);

@@ -187,9 +187,24 @@ void TractStore::ChunkSums(const TractKey& key, uint32_t tract_size, ReadDone do
   (*t)->Sums(std::move(done));
 }
 
-void TractStore::DeleteBlob(uint64_t hi, uint64_t lo, Done done) {
+bool TractStore::BlobIoBusy(uint64_t hi, uint64_t lo) const {
   for (auto& [k, slot] : tracts_)
-    if (k.hi == hi && k.lo == lo && slot.tract->io_busy()) return done(-EBUSY);
+    if (k.hi == hi && k.lo == lo && slot.tract->io_busy()) return true;
+  return false;
+}
+
+void TractStore::DeleteBlob(uint64_t hi, uint64_t lo, Done done) {
+  DeleteBlobWhenIdle(hi, lo, Loop::NowNs() + 2000000000ull, std::move(done));
+}
+
+void TractStore::DeleteBlobWhenIdle(uint64_t hi, uint64_t lo, uint64_t deadline_ns, Done done) {
+  if (BlobIoBusy(hi, lo)) {
+    if (Loop::NowNs() >= deadline_ns) return done(-EBUSY);
+    loop_->AddTimer(1000000, [this, hi, lo, deadline_ns, done = std::move(done)]() mutable {
+      DeleteBlobWhenIdle(hi, lo, deadline_ns, std::move(done));
+    });
+    return;
+  }
   if (!journal_) return done(DeleteBlobNow(hi, lo));
   // Journaled first: a replay after a crash must not bring back tracts of
   // the blob from writes journaled before the delete.
@@ -203,8 +218,7 @@ void TractStore::DeleteBlob(uint64_t hi, uint64_t lo, Done done) {
 }
 
 int TractStore::DeleteBlobNow(uint64_t hi, uint64_t lo) {
-  for (auto& [k, slot] : tracts_)
-    if (k.hi == hi && k.lo == lo && slot.tract->io_busy()) return -EBUSY;
+  if (BlobIoBusy(hi, lo)) return -EBUSY;
   for (auto it = tracts_.begin(); it != tracts_.end();) {
     if (it->first.hi == hi && it->first.lo == lo) {
       dirty_.erase(it->second.tract.get());

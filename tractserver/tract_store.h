@@ -6,9 +6,15 @@
 // - Lives on one Loop; every method must be called on the loop thread and
 //   every callback runs there. Not thread-safe otherwise.
 // - Write() completes with 0 only when data and checksums are durable
-//   (unless flags has kFlagNoSync). Concurrent operations on overlapping
-//   chunks of a tract are serialised in arrival order (writes exclusive,
-//   reads shared), so replicas that receive the same order stay identical.
+//   (unless flags has kFlagNoSync). With the journal that is as soon as
+//   its records are durable: the write then still applies the data to the
+//   tract file, holding its chunks' range lock, so a read or write of them
+//   that arrives later waits for it. (If that apply fails, the journal
+//   fail-stops without passing the records, and the chunks fail their
+//   reads until a restart replays them.) Concurrent operations on
+//   overlapping chunks of a tract are serialised in arrival order (writes
+//   exclusive, reads shared), so replicas that receive the same order stay
+//   identical.
 // - Read() verifies every allocated chunk against its stored checksum;
 //   a mismatch fails the whole read with -EIO, never returns bad data.
 //   Unallocated chunks read as zeros.
@@ -90,7 +96,8 @@ class TractStore {
   // chunk (8 bytes each, little-endian; 0 for an unallocated chunk), taken
   // once no write to the tract is in flight. Replica comparison (resync).
   void ChunkSums(const TractKey& key, uint32_t tract_size, ReadDone done);
-  // Deletes every tract of a blob. Fails with -EBUSY if IO is in flight on it.
+  // Deletes every tract of a blob. Waits up to 2 s for IO in flight on it
+  // (an acknowledged write may still be applying), then fails with -EBUSY.
   void DeleteBlob(uint64_t hi, uint64_t lo, Done done);
   // Tracts stored here, for one blob or (hi == lo == 0) all blobs.
   std::vector<tractproto::TractEntry> ListTracts(uint64_t hi, uint64_t lo);
@@ -111,6 +118,9 @@ class TractStore {
   Journal* journal_for_test() { return journal_.get(); }
   // Tests: the next checkpoint's tract-file sync fails with err.
   void InjectSyncErrorForTest(int err) { inject_sync_error_ = err; }
+  // The next journaled write's apply to its tract file completes with err
+  // (after really writing), after the write was acknowledged.
+  void InjectApplyErrorForTest(int err) { inject_apply_error_ = err; }
   const std::string& dir() const { return opts_.dir; }
 
  private:
@@ -121,6 +131,8 @@ class TractStore {
   void MaybeEvict(const TractKey& keep);
   std::string BlobDir(uint64_t hi, uint64_t lo) const;
   int DeleteBlobNow(uint64_t hi, uint64_t lo);
+  bool BlobIoBusy(uint64_t hi, uint64_t lo) const;
+  void DeleteBlobWhenIdle(uint64_t hi, uint64_t lo, uint64_t deadline_ns, Done done);
   int ReplayRecord(const JournalRecord& rec, const uint8_t* data);
   int SyncDirtyBlocking();
   void SyncDirty(std::function<void(int)> done);
@@ -139,6 +151,7 @@ class TractStore {
   std::unique_ptr<Journal> journal_;
   std::unique_ptr<WriterGens> writers_;
   int inject_sync_error_ = 0;
+  int inject_apply_error_ = 0;
 };
 
 }  // namespace flurry::tractstore

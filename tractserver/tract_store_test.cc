@@ -536,6 +536,33 @@ TEST_P(StoreTest, JournalFailStopsOnAWriteErrorAndRecoversOnRestart) {
   EXPECT_EQ(Write(8192, c), 0) << "writes work again after the restart";
 }
 
+// A write is acknowledged once journaled; if applying it to the tract file
+// then fails, the journal stops without passing it, its chunk fails reads
+// (never older data), and a restart replays it.
+TEST_P(StoreTest, JournalFailStopsWhenAnAcknowledgedWriteCannotBeApplied) {
+  if (!GetParam()) GTEST_SKIP() << "journal only";
+  auto a = Pattern(4096, 51), b = Pattern(4096, 52), b2 = Pattern(4096, 53), c = Pattern(4096, 54);
+  ASSERT_EQ(Write(0, a), 0);
+  ASSERT_EQ(Write(4096, b), 0);
+  ASSERT_EQ(Checkpoint(), 0);
+  store_->InjectApplyErrorForTest(-EIO);
+  ASSERT_EQ(Write(4096, b2), 0) << "durable in the journal: acknowledged";
+  std::vector<uint8_t> out;
+  EXPECT_EQ(Read(4096, 4096, &out), -EIO) << "must not read the older data";
+  ASSERT_EQ(Read(0, 4096, &out), 0);
+  EXPECT_TRUE(out == a);
+  EXPECT_EQ(Write(8192, c), -EIO) << "fail-stop";
+  EXPECT_NE(Checkpoint(), 0);
+  store_.reset();
+  Reopen();
+  EXPECT_GE(store_->journal()->stats().replayed_records, 1u);
+  ASSERT_EQ(Read(0, 12288, &out), 0);
+  EXPECT_TRUE(std::equal(a.begin(), a.end(), out.begin()));
+  EXPECT_TRUE(std::equal(b2.begin(), b2.end(), out.begin() + 4096)) << "acknowledged: replayed";
+  EXPECT_TRUE(std::all_of(out.begin() + 8192, out.end(), [](uint8_t x) { return x == 0; }));
+  EXPECT_EQ(Write(8192, c), 0) << "writes work again after the restart";
+}
+
 TEST_P(StoreTest, JournalFailStopsOnACheckpointSyncError) {
   if (!GetParam()) GTEST_SKIP() << "journal only";
   auto a = Pattern(4096, 41);
