@@ -229,6 +229,22 @@ void Tract::WriteEntries(uint32_t c0, uint32_t c1, bool sync, Done done) {
   SyncMeta(std::move(done));
 }
 
+void Tract::DeferEntries(uint32_t c0, uint32_t c1) {
+  meta_lo_ = std::min(meta_lo_, c0);
+  meta_hi_ = std::max(meta_hi_, c1);
+}
+
+int Tract::FlushEntries() {
+  if (meta_lo_ >= meta_hi_) return 0;
+  uint32_t c0 = meta_lo_, c1 = meta_hi_;
+  meta_lo_ = ~0u;
+  meta_hi_ = 0;
+  int r = PwriteFull(meta_fd_, &entries_[c0], (c1 - c0) * sizeof(ChunkEntry),
+                     kMetaHeaderSize + static_cast<off_t>(c0) * sizeof(ChunkEntry));
+  if (r < 0) DeferEntries(c0, c1);
+  return r;
+}
+
 void Tract::SyncMeta(Done done) {
   sync_waiting_.push_back(std::move(done));
   if (sync_in_flight_) return;
@@ -399,7 +415,7 @@ void Tract::StartWrite(WriteOp* op) {
           op->replied = true;
           std::exchange(op->done, nullptr)(0);
           MarkDirty();
-          WriteEntries(op->c0, op->c1, false, nullptr);
+          DeferEntries(op->c0, op->c1);
           WriteData(op, 0);
         });
       }
@@ -470,7 +486,12 @@ void Tract::FinishWrite(WriteOp* op, int res) {
         SealEntry(&e, c);
       }
     }
-    if (!op->runs.empty()) WriteEntries(op->c0, op->c1, false, nullptr);  // lazy
+    if (op->runs.empty()) {
+    } else if (op->journaled) {
+      DeferEntries(op->c0, op->c1);
+    } else {
+      WriteEntries(op->c0, op->c1, false, nullptr);  // lazy
+    }
     store_->stats_.writes++;
     store_->stats_.bytes_written += op->len;
   } else if (op->replied) {
@@ -526,6 +547,11 @@ void Tract::MarkDirty() {
 }
 
 void Tract::Sync(Done done) {
+  int fr = FlushEntries();
+  if (fr < 0) {
+    store_->stats_.io_errors++;
+    return done(fr);
+  }
   dirty_ = false;
   ++syncing_;
   auto left = std::make_shared<int>(2);
@@ -543,6 +569,8 @@ void Tract::Sync(Done done) {
 }
 
 int Tract::SyncBlocking() {
+  int r = FlushEntries();
+  if (r < 0) return r;
   if (fdatasync(meta_fd_) < 0 || fsync(data_fd_) < 0) return -errno;
   if (dirty_) store_->dirty_.erase(this);
   dirty_ = false;
@@ -599,7 +627,7 @@ void Tract::Deallocate(uint32_t c0, uint32_t c1, Done done) {
         SealEntry(&entries_[c], c);
       }
       if (seq) MarkDirty();
-      WriteEntries(c0, c1, seq == 0, [this, lock, c0, c1, seq, done = std::move(done)](int r) mutable {
+      auto punch = [this, lock, c0, c1, seq, done = std::move(done)](int r) mutable {
         auto finish = [this, lock, seq, done = std::move(done)](int res) {
           if (seq) {
             MarkDirty();  // after the punch: see FinishWrite
@@ -614,7 +642,10 @@ void Tract::Deallocate(uint32_t c0, uint32_t c1, Done done) {
         loop_->Fallocate(data_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                          static_cast<uint64_t>(c0) * kChunkSize,
                          static_cast<uint64_t>(c1 - c0) * kChunkSize, std::move(finish));
-      });
+      };
+      if (!seq) return WriteEntries(c0, c1, true, std::move(punch));
+      DeferEntries(c0, c1);
+      punch(0);
     };
     if (!Journaled(0)) return apply(0, std::move(done));
     JournalRecord rec{key_.hi, key_.lo, key_.tract, tract_size_, kJournalTrim, c0, c1, 0};

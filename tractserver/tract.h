@@ -79,6 +79,12 @@ class Tract {
   int VerifyChunk(uint32_t c, const uint8_t* data);
   // Persists entries [c0,c1); with sync, calls done after a (grouped) fdatasync.
   void WriteEntries(uint32_t c0, uint32_t c1, bool sync, Done done);
+  // Journaled changes: entries [c0,c1) reach the meta file at the next
+  // checkpoint's Sync (FlushEntries), not now. Until then a crash replays
+  // their records, which rewrite them; a pwrite per write would only cost
+  // a syscall and an inode update.
+  void DeferEntries(uint32_t c0, uint32_t c1);
+  int FlushEntries();
   void SyncMeta(Done done);
   void StartWrite(WriteOp* op);
   void WriteData(WriteOp* op, uint32_t done_bytes);
@@ -91,6 +97,7 @@ class Tract {
   bool dirty_ = false;  // written since the last journal checkpoint synced it
   int syncing_ = 0;
   int data_fd_ = -1;
+  uint32_t meta_lo_ = ~0u, meta_hi_ = 0;  // entries changed, not yet in the meta file
   int meta_fd_ = -1;
   uint32_t tract_size_ = 0;
   uint32_t nchunks_ = 0;
