@@ -110,6 +110,7 @@ class Journal {
   int Init(const std::string& path, uint64_t size);
   int Replay();
   int WriteSuperBlocking(uint64_t tail_lsn, uint64_t tail_seq);
+  int ZeroFillBlocking();
   uint64_t Phys(uint64_t lsn) const { return kJournalDataStart + lsn % data_size_; }
   void ScheduleKick();
   void Kick();
