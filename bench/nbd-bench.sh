@@ -32,6 +32,8 @@
 #   --jobs LIST        comma-separated subset of the jobs above (default all)
 #   --servers N        tract servers in the flurry cluster (default 4)
 #   --delay-us N       tract server injected service latency (default 0)
+#   --settle S         after each target: sync, then S seconds idle (default 5), so
+#                      no target pays for the previous one's buffered writes
 #   --volume-opts STR  extra VOLUME CREATE parameters (default: meta's defaults),
 #                      e.g. "tract_size=8M segment=128 block=64K"
 #   --workdir DIR      parent of the scratch directory (default ${TMPDIR:-/var/tmp});
@@ -50,7 +52,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$REPO/build
-RUNTIME=8 SIZE=1g FILE_SIZE=2g REPEAT=1 SERVERS=4 DELAY_US=0
+RUNTIME=8 SIZE=1g FILE_SIZE=2g REPEAT=1 SERVERS=4 DELAY_US=0 SETTLE=5
 TARGETS=r1,r1-tcp,r2,qemu-nbd,nbdkit
 JOBS=randread4k,randwrite4k,read1m,write1m,fsync4k
 VOLUME_OPTS='' WORKPARENT=${TMPDIR:-/var/tmp} OUT='' KEEP=0
@@ -70,6 +72,7 @@ while [[ $# -gt 0 ]]; do
     --jobs) JOBS=$2; shift 2 ;;
     --servers) SERVERS=$2; shift 2 ;;
     --delay-us) DELAY_US=$2; shift 2 ;;
+    --settle) SETTLE=$2; shift 2 ;;
     --volume-opts) VOLUME_OPTS=$2; shift 2 ;;
     --workdir) WORKPARENT=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
@@ -298,6 +301,11 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
       log "rep $rep/$REPEAT $t $j: $v $([[ $j == *1m ]] && echo MB/s || echo IOPS)"
     done
     stop "$SERVER_PID"
+    # Settle: the next target must not pay for this one's buffered writes
+    # (nbdkit's cache=none writes through the page cache, and the kernel
+    # writes them back afterwards): flush them, then let the disk go idle.
+    sync
+    sleep "$SETTLE"
   done
 done
 
