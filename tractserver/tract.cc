@@ -511,6 +511,10 @@ void Tract::FinishWrite(WriteOp* op, int res) {
       }
     }
     op->seqs.clear();
+    // Pinned open from now on: the journal has stopped, so no checkpoint
+    // clears this again, and an evicted and reopened tract would settle
+    // these chunks from the older data on disk.
+    MarkDirty();
   } else {
     // The data may or may not have reached the disk: settle each chunk now,
     // so that the next write never overwrites the slot that matches.

@@ -54,6 +54,9 @@ Result<std::unique_ptr<TractStore>> TractStore::Open(Loop* loop, Options opts) {
 }
 
 TractStore::~TractStore() {
+  // A DeleteBlob still waiting for IO is dropped: its caller is going away.
+  for (auto id : delete_timers_) loop_->CancelTimer(id);
+  delete_timers_.clear();
   // In-flight IO (a background checkpoint's syncs and superblock write, a
   // batch write and the tract writes it releases) has callbacks into this
   // store, its journal and its tracts: let it finish first. A stopped loop
@@ -200,9 +203,14 @@ void TractStore::DeleteBlob(uint64_t hi, uint64_t lo, Done done) {
 void TractStore::DeleteBlobWhenIdle(uint64_t hi, uint64_t lo, uint64_t deadline_ns, Done done) {
   if (BlobIoBusy(hi, lo)) {
     if (Loop::NowNs() >= deadline_ns) return done(-EBUSY);
-    loop_->AddTimer(1000000, [this, hi, lo, deadline_ns, done = std::move(done)]() mutable {
+    auto id = std::make_shared<Loop::TimerId>();
+    *id = loop_->AddTimer(1000000, [this, id, hi, lo, deadline_ns, done = std::move(done)]() mutable {
+      std::erase_if(delete_timers_, [&](const Loop::TimerId& t) {
+        return t.deadline_ns == id->deadline_ns && t.seq == id->seq;
+      });
       DeleteBlobWhenIdle(hi, lo, deadline_ns, std::move(done));
     });
+    delete_timers_.push_back(*id);
     return;
   }
   if (!journal_) return done(DeleteBlobNow(hi, lo));

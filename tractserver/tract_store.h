@@ -152,6 +152,7 @@ class TractStore {
   std::unique_ptr<WriterGens> writers_;
   int inject_sync_error_ = 0;
   int inject_apply_error_ = 0;
+  std::vector<Loop::TimerId> delete_timers_;  // DeleteBlob retries (cancelled by the destructor)
 };
 
 }  // namespace flurry::tractstore
