@@ -486,11 +486,9 @@ void Tract::FinishWrite(WriteOp* op, int res) {
         SealEntry(&e, c);
       }
     }
-    if (op->runs.empty()) {
-    } else if (op->journaled) {
-      DeferEntries(op->c0, op->c1);
-    } else {
-      WriteEntries(op->c0, op->c1, false, nullptr);  // lazy
+    if (!op->runs.empty()) {
+      if (op->journaled) DeferEntries(op->c0, op->c1);
+      else WriteEntries(op->c0, op->c1, false, nullptr);  // lazy
     }
     store_->stats_.writes++;
     store_->stats_.bytes_written += op->len;
