@@ -82,6 +82,7 @@ void LogDevice::StartCheckpoint(Done done) {
   h.lcg_a = lp.a;
   h.lcg_c = lp.c;
   h.lcg_m = lp.m;
+  h.run_blocks = alloc_.run();
   h.pos_x = pos.x;
   h.pos_step = pos.step;
   h.last_durable_epoch = last_durable_epoch();

@@ -40,7 +40,7 @@ Result<std::unique_ptr<Engine>> MakeEngine(const VolumeInfo& vol, BlobIo* blob,
 
 Result<Volume> MakeVolume(const VolumeInfo& vol, FdsClient* fds, const EngineOptions& opts,
                           Status* why) {
-  StripeParams p{EngineBlobSize(vol), vol.tract_size, vol.segment_tracts, vol.block_size};
+  StripeParams p{EngineBlobSize(vol), vol.tract_size, vol.segment_tracts, vol.StripeUnit()};
   auto map = StripeMap::Create(p);
   if (!map) {
     *why = StripeMap::Check(p);

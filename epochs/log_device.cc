@@ -34,7 +34,7 @@ Result<std::unique_ptr<LogDevice>> LogDevice::Create(const VolumeInfo& vol, Blob
 
 LogDevice::LogDevice(const VolumeInfo& vol, const LogGeometry& g, BlobIo* blob,
                      const EngineOptions& opts)
-    : vol_(vol), g_(g), blob_(blob), opts_(opts), maps_(LogMaps::Empty(g)), alloc_(g.pblocks) {
+    : vol_(vol), g_(g), blob_(blob), opts_(opts), maps_(LogMaps::Empty(g)), alloc_(g.pblocks, g.DefaultRun()) {
   info_.size = vol.size;
   info_.min_block = 1;
   info_.max_io = 16u << 20;
@@ -247,6 +247,7 @@ std::string LogDevice::CountersText() const {
   kv("errors", c_.errors);
   kv("early_acks", c_.early_acks);
   kv("parked_reads", c_.parked_reads);
+  kv("coalesced_writes", c_.coalesced_writes);
   kv("current_epoch", cur_epoch_);
   kv("last_durable_epoch", last_durable_epoch());
   kv("buffered_bytes", ops_bytes_ + prefetch_bytes_ + copy_bytes_);

@@ -100,6 +100,7 @@ struct LogCounters {
   uint64_t alloc_waits = 0, lap_waits = 0, memory_waits = 0, epoch_waits = 0;
   uint64_t checkpoints = 0, checkpoint_errors = 0, write_retries = 0, errors = 0;
   uint64_t early_acks = 0, parked_reads = 0;
+  uint64_t coalesced_writes = 0;  // blob writes that carried several adjacent blocks
 };
 
 class LogDevice : public Engine {
@@ -107,6 +108,9 @@ class LogDevice : public Engine {
   static constexpr int kMaxAttempts = 4;  // per block write
   // At most this many early-acknowledged requests wait for admission.
   static constexpr uint64_t kMaxEarlyAcked = 1024;
+  // Adjacent block writes issued together are merged up to this many bytes.
+  static constexpr uint64_t kMaxCoalesceBytes = 1u << 20;
+  static constexpr uint64_t kMaxIssuing = 8;
   // Checks geometry and blob size; does no IO (Open() does).
   static Result<std::unique_ptr<LogDevice>> Create(const VolumeInfo& vol, BlobIo* blob,
                                                    const EngineOptions& opts, Status* why);
@@ -179,6 +183,8 @@ class LogDevice : public Engine {
   void StartBaseRead(EdgeBase& b);
   Step Allocate(BlockOp& op);
   void Issue(BlockOp* op);
+  void IssueNow(BlockOp* op);
+  void FlushIssues();
   void OnWritten(BlockOp* op, int res);
   void ApplyDurable();
   void WakeWaiters();
@@ -235,6 +241,8 @@ class LogDevice : public Engine {
   std::deque<FuaWaiter> fua_waiters_;
   std::vector<QuiesceWaiter> quiesce_waiters_;
   std::vector<std::pair<Done, int>> acks_;
+  std::vector<BlockOp*> issue_batch_;  // to FlushIssues() at the end of this loop iteration
+  uint64_t issuing_ = 0;               // blob writes FlushIssues() has in flight
   bool pumping_ = false, pump_again_ = false;
 
   // Checkpoint state.

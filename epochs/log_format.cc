@@ -61,14 +61,23 @@ void EncodeCheckpointHeader(CheckpointHeader h, uint8_t* page) {
 Result<CheckpointHeader> DecodeCheckpointHeader(const uint8_t* page) {
   CheckpointHeader h;
   memcpy(&h, page, sizeof h);
-  if (h.magic != kCheckpointMagic || h.version != kCheckpointVersion ||
-      h.header_sum != Checksum(&h, offsetof(CheckpointHeader, header_sum)))
-    return Result<CheckpointHeader>::error(-EINVAL);
+  bool ok = false;
+  if (h.magic == kCheckpointMagic && h.version == 1) {
+    // 128 bytes: header_sum sat where run_blocks is now; walks of single blocks.
+    constexpr size_t kV1Summed = offsetof(CheckpointHeader, run_blocks);
+    ok = h.run_blocks == Checksum(&h, kV1Summed);
+    h.run_blocks = 1;
+    h.header_sum = 0;
+  } else if (h.magic == kCheckpointMagic && h.version == kCheckpointVersion) {
+    ok = h.header_sum == Checksum(&h, offsetof(CheckpointHeader, header_sum));
+  }
+  if (!ok) return Result<CheckpointHeader>::error(-EINVAL);
   return h;
 }
 
 bool CheckpointMatches(const CheckpointHeader& h, const LogGeometry& g) {
-  const LcgPermutation::Params p = LcgPermutation::ParamsFor(g.pblocks);
+  if (h.run_blocks == 0 || h.run_blocks > g.pblocks) return false;
+  const LcgPermutation::Params p = LcgPermutation::ParamsFor(LcgPermutation::Runs(g.pblocks, h.run_blocks));
   return h.block_size == g.block && h.geometry_tag == g.Tag() && h.vblocks == g.vblocks &&
          h.pblocks == g.pblocks && h.body_bytes == g.body_bytes && h.lcg_a == p.a &&
          h.lcg_c == p.c && h.lcg_m == p.m && h.pos_x < g.pblocks;

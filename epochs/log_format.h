@@ -31,6 +31,7 @@ static_assert(std::endian::native == std::endian::little, "log formats are littl
 inline constexpr uint64_t kLogPage = 4096;           // trailer, slot header
 inline constexpr uint32_t kUnmapped = 0xFFFFFFFFu;   // blockMap: no physical block
 inline constexpr uint64_t kMaxPhysicalBlocks = 0xFFFFFFFEull;
+inline constexpr uint64_t kLogRunBytes = 512 * 1024;  // LogGeometry::DefaultRun()
 
 struct LogGeometry {
   uint64_t volume_size = 0;
@@ -57,6 +58,10 @@ struct LogGeometry {
   }
   // Identifies the geometry in trailers and checkpoints.
   uint64_t Tag() const;
+  // The permutation run length a newly formatted blob gets: kLogRunBytes of
+  // expanded blocks (at least one block). A formatted blob keeps the run
+  // length its checkpoints record.
+  uint64_t DefaultRun() const { return expanded >= kLogRunBytes ? 1 : kLogRunBytes / expanded; }
 };
 
 // ---- Expanded-block trailer: the first 72 bytes of the 4096-byte page
@@ -88,8 +93,10 @@ bool TrailerMatchesData(const BlockTrailer& t, const uint8_t* data, uint32_t blo
 
 // ---- Checkpoint slot header: the first 128 bytes of the slot's 4096-byte
 // header page; the body follows at slot offset + 4096.
+// Version 2 added run_blocks (version 1 headers are 128 bytes, header_sum
+// at offset 120, and mean run_blocks = 1); both are read, 2 is written.
 inline constexpr uint64_t kCheckpointMagic = 0x314B43474F4C4C46ull;  // "FLLOGCK1"
-inline constexpr uint32_t kCheckpointVersion = 1;
+inline constexpr uint32_t kCheckpointVersion = 2;
 
 struct CheckpointHeader {
   uint64_t magic = kCheckpointMagic;
@@ -105,12 +112,15 @@ struct CheckpointHeader {
   uint64_t last_durable_epoch = 0;
   uint64_t body_bytes = 0;
   uint64_t body_sum = 0;     // XXH3-64 of the body_bytes body bytes
-  uint64_t header_sum = 0;   // XXH3-64 of the 120 bytes above
+  uint64_t run_blocks = 1;   // the permutation's run length (lcg.h)
+  uint64_t header_sum = 0;   // XXH3-64 of the 128 bytes above
 };
-static_assert(sizeof(CheckpointHeader) == 128);
+static_assert(sizeof(CheckpointHeader) == 136);
 
+// Writes version 2.
 void EncodeCheckpointHeader(CheckpointHeader h, uint8_t* page);
-// The header if magic, version and header_sum are right; -EINVAL else.
+// The header if magic, version (1 or 2) and header_sum are right; -EINVAL
+// else. A version 1 header comes back with run_blocks = 1.
 Result<CheckpointHeader> DecodeCheckpointHeader(const uint8_t* page);
 // Whether a decoded header belongs to this geometry (and LCG parameters).
 bool CheckpointMatches(const CheckpointHeader& h, const LogGeometry& g);

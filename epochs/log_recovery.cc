@@ -108,8 +108,9 @@ void LogDevice::LoadSlot(size_t candidate) {
     r.formatted = true;
     r.ckpt = CheckpointHeader{};
     maps_ = LogMaps::Empty(g_);
-    r.cur = LcgPermutation(g_.pblocks);
+    r.cur = LcgPermutation(g_.pblocks, g_.DefaultRun());
     r.ckpt.pos_x = r.cur.value();
+    r.ckpt.run_blocks = r.cur.run();
     ckpt_seq_ = 0;
     ckpt_slot_ = 1;
     r.stop_reason = "fresh blob";
@@ -139,7 +140,7 @@ void LogDevice::LoadSlot(size_t candidate) {
 
 void LogDevice::StartRoll() {
   Recovery& r = *rec_;
-  r.cur = LcgPermutation(g_.pblocks, r.ckpt.pos_x, r.ckpt.pos_step);
+  r.cur = LcgPermutation(g_.pblocks, r.ckpt.run_blocks, r.ckpt.pos_x, r.ckpt.pos_step);
   r.ahead = r.cur;
   r.limit = r.ckpt.pos_step + g_.pblocks;
   RollPump();

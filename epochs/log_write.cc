@@ -321,8 +321,55 @@ void LogDevice::Admit() {
 }
 
 void LogDevice::Issue(BlockOp* op) {
+  if (!opts_.loop) return IssueNow(op);
+  issue_batch_.push_back(op);
+  if (issue_batch_.size() == 1) opts_.loop->Post([this] { FlushIssues(); });
+}
+
+void LogDevice::IssueNow(BlockOp* op) {
   const uint64_t off = op->unmap ? g_.TrailerOffset(op->phys) : g_.BlockOffset(op->phys);
   blob_->Write(off, op->buf.size(), op->buf.data(), [this, op](int res) { OnWritten(op, res); });
+}
+
+// Block writes waiting in issue_batch_ go out at the end of the loop
+// iteration that queued them; those whose physical blocks are adjacent
+// (consecutive steps of a run) as one blob write. While kMaxIssuing writes
+// are in flight, more wait, so that batches grow with the load.
+void LogDevice::FlushIssues() {
+  size_t i = 0;
+  while (i < issue_batch_.size() && issuing_ < kMaxIssuing) {
+    size_t j = i + 1;
+    uint64_t bytes = issue_batch_[i]->buf.size();
+    if (!issue_batch_[i]->unmap)
+      while (j < issue_batch_.size() && !issue_batch_[j]->unmap &&
+             issue_batch_[j]->phys == issue_batch_[j - 1]->phys + 1 &&
+             bytes + issue_batch_[j]->buf.size() <= kMaxCoalesceBytes)
+        bytes += issue_batch_[j++]->buf.size();
+    auto group = std::make_shared<std::pair<AlignedBuffer, std::vector<BlockOp*>>>(
+        AlignedBuffer(j - i > 1 ? bytes : 0),
+        std::vector<BlockOp*>(issue_batch_.begin() + static_cast<long>(i),
+                              issue_batch_.begin() + static_cast<long>(j)));
+    const uint8_t* src = issue_batch_[i]->buf.data();
+    if (j - i > 1) {
+      uint8_t* p = group->first.data();
+      for (BlockOp* op : group->second) {
+        memcpy(p, op->buf.data(), op->buf.size());
+        p += op->buf.size();
+      }
+      src = group->first.data();
+      c_.coalesced_writes++;
+    }
+    const BlockOp& first = *issue_batch_[i];
+    const uint64_t off = first.unmap ? g_.TrailerOffset(first.phys) : g_.BlockOffset(first.phys);
+    issuing_++;
+    blob_->Write(off, bytes, src, [this, group](int res) {
+      issuing_--;
+      for (BlockOp* op : group->second) OnWritten(op, res);
+      if (!issue_batch_.empty()) FlushIssues();
+    });
+    i = j;
+  }
+  issue_batch_.erase(issue_batch_.begin(), issue_batch_.begin() + static_cast<long>(i));
 }
 
 void LogDevice::OnWritten(BlockOp* op, int res) {

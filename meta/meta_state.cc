@@ -493,6 +493,7 @@ std::string MetaState::CmdVolume(const std::vector<std::string>& w) {
     for (size_t i = 3; i < w.size(); ++i) spec += " " + w[i];
     auto v = VolumeInfo::Parse(spec);
     if (!v) return Err(-EINVAL, "bad volume parameters: " + spec);
+    if (v->stripe_unit == 0) v->stripe_unit = VolumeInfo::DefaultStripeUnit(v->mode, v->tract_size);
     Status vs = ValidateVolume(*v);
     if (!vs.ok()) return Err(vs.code(), vs.message());
     if (rows_.empty()) {

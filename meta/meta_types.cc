@@ -39,6 +39,7 @@ std::string VolumeInfo::Serialize() const {
   o << "name=" << name << " id=" << IdHex() << " size=" << size << " tract_size=" << tract_size
     << " replicas=" << replicas << " segment=" << segment_tracts << " block=" << block_size
     << " mode=" << WriteModeName(mode) << " created=" << created;
+  if (stripe_unit) o << " stripe=" << stripe_unit;
   return o.str();
 }
 
@@ -68,6 +69,7 @@ Result<VolumeInfo> VolumeInfo::Parse(const std::string& line) {
     else if (k == "replicas") { if (!num(&n) || n > 16) return Result<VolumeInfo>::error(-EINVAL); v.replicas = static_cast<uint32_t>(n); }
     else if (k == "segment") { if (!num(&n) || n > 65536) return Result<VolumeInfo>::error(-EINVAL); v.segment_tracts = static_cast<uint32_t>(n); }
     else if (k == "block") { if (!num(&n) || n > UINT32_MAX) return Result<VolumeInfo>::error(-EINVAL); v.block_size = static_cast<uint32_t>(n); have_block = true; }
+    else if (k == "stripe") { if (!num(&n) || n > UINT32_MAX) return Result<VolumeInfo>::error(-EINVAL); v.stripe_unit = static_cast<uint32_t>(n); }
     else if (k == "mode") { auto m = ParseWriteMode(val); if (!m) return Result<VolumeInfo>::error(-EINVAL); v.mode = *m; }
     else if (k == "created") { if (!num(&v.created)) return Result<VolumeInfo>::error(-EINVAL); }
     // Unknown keys are ignored for forward compatibility.
@@ -76,6 +78,10 @@ Result<VolumeInfo> VolumeInfo::Parse(const std::string& line) {
   (void)have_id;
   if (!have_block) v.block_size = DefaultBlockSize(v.mode, v.tract_size);  // a create without block=
   return v;
+}
+
+uint32_t VolumeInfo::DefaultStripeUnit(WriteMode mode, uint32_t tract_size) {
+  return mode == WriteMode::kLog ? std::min<uint32_t>(1u << 20, tract_size) : 0;
 }
 
 uint32_t VolumeInfo::DefaultBlockSize(WriteMode mode, uint32_t tract_size) {
@@ -108,6 +114,13 @@ Status ValidateVolume(const VolumeInfo& v) {
     return Status::Error(-EINVAL, "segment must be 1 to 4096 tracts");
   if (!tractproto::IsPowerOfTwo(v.block_size) || v.block_size < 4096 || v.block_size > v.tract_size)
     return Status::Error(-EINVAL, "block size must be a power of two, at least 4 KiB and at most the tract size");
+  if (v.stripe_unit != 0) {
+    if (v.mode != WriteMode::kLog && v.stripe_unit != v.block_size)
+      return Status::Error(-EINVAL, "only log volumes take a stripe unit apart from their block size "
+                                    "(in the other modes the block is the stripe unit)");
+    if (!tractproto::IsPowerOfTwo(v.stripe_unit) || v.stripe_unit < 4096 || v.stripe_unit > v.tract_size)
+      return Status::Error(-EINVAL, "stripe unit must be a power of two, at least 4 KiB and at most the tract size");
+  }
   return Status::Ok();
 }
 

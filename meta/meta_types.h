@@ -25,6 +25,9 @@ struct VolumeInfo {
   uint32_t replicas = 1;
   uint32_t segment_tracts = 128;
   uint32_t block_size = 64u << 10;
+  // Log volumes: the stripe unit, apart from the log block. 0 = block_size
+  // (every other mode, and log volumes created before stripe= existed).
+  uint32_t stripe_unit = 0;
   WriteMode mode = WriteMode::kWriteThrough;
   uint64_t created = 0;  // unix seconds
 
@@ -34,6 +37,13 @@ struct VolumeInfo {
   // 1 MiB units (at most the tract size) cost fewer tract requests per large
   // IO: 1 MiB writes at QD8 went from ~950 to ~1500 MB/s (docs/BENCHMARKS.md).
   static uint32_t DefaultBlockSize(WriteMode mode, uint32_t tract_size);
+  // The stripe_unit a new volume gets when its creator names none: 0 but in
+  // log mode, where it is 1 MiB (at most the tract size). A log block is
+  // written as B data bytes + a 4 KiB trailer, so a stripe unit of B would
+  // split every block write over two tracts, and adjacent blocks written
+  // together (log_device.h) would not merge into one tract write.
+  static uint32_t DefaultStripeUnit(WriteMode mode, uint32_t tract_size);
+  uint32_t StripeUnit() const { return stripe_unit ? stripe_unit : block_size; }
 
   std::string Serialize() const;  // "name=.. id=.. size=.. ..."
   static Result<VolumeInfo> Parse(const std::string& line);

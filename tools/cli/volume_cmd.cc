@@ -41,6 +41,12 @@ int VolumeCreate(const Args& a) {
     if (b.value > UINT32_MAX) return Fail("--block is at most the tract size");
     v.block_size = static_cast<uint32_t>(b.value);
   }
+  if (a.Has("stripe")) {
+    auto b = ParseSizeArg("--stripe", a.Get("stripe"));
+    if (!b.ok()) return Fail(b.status);
+    if (b.value > UINT32_MAX) return Fail("--stripe is at most the tract size");
+    v.stripe_unit = static_cast<uint32_t>(b.value);
+  }
   if (a.Has("replicas")) {
     auto r = ParseCount("--replicas", a.Get("replicas"), 1, 3);
     if (!r.ok()) return Fail(r.status);
@@ -57,6 +63,9 @@ int VolumeCreate(const Args& a) {
     v.mode = *m;
   }
   if (!have_block) v.block_size = VolumeInfo::DefaultBlockSize(v.mode, v.tract_size);
+  if (v.stripe_unit && v.mode != WriteMode::kLog)
+    return Fail("--stripe is for log volumes; in the other modes --block is the stripe unit");
+  if (!v.stripe_unit) v.stripe_unit = VolumeInfo::DefaultStripeUnit(v.mode, v.tract_size);
   if (Status s = ValidateVolume(v); !s.ok()) return Fail(s);
   auto meta = MetaFor(a);
   if (!meta.ok()) return Fail(meta.status);
@@ -64,6 +73,7 @@ int VolumeCreate(const Args& a) {
   MetaReply r = mc.Call("VOLUME CREATE " + v.name + " size=" + std::to_string(v.size) +
                         " tract_size=" + std::to_string(v.tract_size) + " replicas=" + std::to_string(v.replicas) +
                         " segment=" + std::to_string(v.segment_tracts) + " block=" + std::to_string(v.block_size) +
+                        (v.stripe_unit ? " stripe=" + std::to_string(v.stripe_unit) : std::string()) +
                         " mode=" + WriteModeName(v.mode));
   if (!r.status.ok()) {
     if (r.status.code() == -EEXIST)
@@ -74,9 +84,10 @@ int VolumeCreate(const Args& a) {
                            : "";
     return Fail("cannot create volume '" + v.name + "': " + r.status.ToString() + hint);
   }
-  printf("created volume %s: %s, %u replica%s, tract %s, segment %u, block %s, %s\n", v.name.c_str(),
+  printf("created volume %s: %s, %u replica%s, tract %s, segment %u, block %s%s%s, %s\n", v.name.c_str(),
          CompactSize(v.size).c_str(), v.replicas, v.replicas == 1 ? "" : "s", CompactSize(v.tract_size).c_str(),
-         v.segment_tracts, CompactSize(v.block_size).c_str(), ModeText(v.mode).c_str());
+         v.segment_tracts, CompactSize(v.block_size).c_str(), v.stripe_unit ? ", stripe unit " : "",
+         v.stripe_unit ? CompactSize(v.stripe_unit).c_str() : "", ModeText(v.mode).c_str());
   if (v.mode != WriteMode::kWriteThrough) printf("note: %s: %s\n", WriteModeName(v.mode), kRelaxedNote);
   return 0;
 }
@@ -112,7 +123,13 @@ int VolumeInfoCmd(const Args& a) {
   printf("replicas    %u\n", i.replicas);
   printf("tract size  %s (%llu tracts)\n", CompactSize(i.tract_size).c_str(), static_cast<unsigned long long>(tracts));
   printf("segment     %u tracts (stripe units go round-robin over them)\n", i.segment_tracts);
-  printf("block       %s (stripe unit)\n", CompactSize(i.block_size).c_str());
+  if (i.mode == WriteMode::kLog) {
+    printf("block       %s (log block: smaller writes read the rest of their block first)\n",
+           CompactSize(i.block_size).c_str());
+    printf("stripe unit %s\n", CompactSize(i.StripeUnit()).c_str());
+  } else {
+    printf("block       %s (stripe unit)\n", CompactSize(i.block_size).c_str());
+  }
   printf("mode        %s\n", ModeText(i.mode).c_str());
   if (i.mode != WriteMode::kWriteThrough) printf("            (%s)\n", kRelaxedNote);
   printf("created     %s\n", when);
@@ -222,7 +239,8 @@ std::vector<Command> VolumeCommands() {
         {"replicas", "R", "copies of every tract, 1 to 3 (default 2)"},
         {"tract-size", "SIZE", "tract size, a power of two from 64K to 1G (default 8M)"},
         {"segment", "S", "tracts per segment for nested striping, 1 to 4096 (default 128)"},
-        {"block", "SIZE", "stripe unit, a power of two from 4K to the tract size (default 1M, or the tract size if smaller; 64K in log mode); in log mode also the log block: smaller writes read the rest of their block first"},
+        {"block", "SIZE", "stripe unit, a power of two from 4K to the tract size (default 1M, or the tract size if smaller); in log mode the log block instead (default 64K): smaller writes read the rest of their block first"},
+        {"stripe", "SIZE", "log mode only: the stripe unit, a power of two from 4K to the tract size (default 1M, or the tract size if smaller)"},
         {"mode", "MODE", "write-through (default), fast-ack or log"}},
        true, 1, 1, VolumeCreate},
       {"volume list", "", "List the volumes: name, size, replicas, tract size, segment, block, mode.", "", {},
