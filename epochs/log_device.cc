@@ -45,6 +45,7 @@ LogDevice::LogDevice(const VolumeInfo& vol, const LogGeometry& g, BlobIo* blob,
 }
 
 LogDevice::~LogDevice() {
+  *alive_ = false;  // a posted FlushIssues() may outlive a crashed (destroyed) engine
   if (opts_.loop && timer_.valid()) opts_.loop->CancelTimer(timer_);
 }
 

@@ -243,6 +243,8 @@ class LogDevice : public Engine {
   std::vector<std::pair<Done, int>> acks_;
   std::vector<BlockOp*> issue_batch_;  // to FlushIssues() at the end of this loop iteration
   uint64_t issuing_ = 0;               // blob writes FlushIssues() has in flight
+  bool flush_posted_ = false;          // a FlushIssues() is posted to the loop
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   bool pumping_ = false, pump_again_ = false;
 
   // Checkpoint state.

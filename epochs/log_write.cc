@@ -323,7 +323,14 @@ void LogDevice::Admit() {
 void LogDevice::Issue(BlockOp* op) {
   if (!opts_.loop) return IssueNow(op);
   issue_batch_.push_back(op);
-  if (issue_batch_.size() == 1) opts_.loop->Post([this] { FlushIssues(); });
+  if (!flush_posted_) {
+    flush_posted_ = true;
+    opts_.loop->Post([this, alive = alive_] {
+      if (!*alive) return;
+      flush_posted_ = false;
+      FlushIssues();
+    });
+  }
 }
 
 void LogDevice::IssueNow(BlockOp* op) {
@@ -333,11 +340,15 @@ void LogDevice::IssueNow(BlockOp* op) {
 
 // Block writes waiting in issue_batch_ go out at the end of the loop
 // iteration that queued them; those whose physical blocks are adjacent
-// (consecutive steps of a run) as one blob write. While kMaxIssuing writes
-// are in flight, more wait, so that batches grow with the load.
+// (consecutive steps of a run) as one blob write. Only the last group can
+// still grow (the next step may be the next block): while kMaxIssuing
+// writes are in flight it waits, so that it merges more of what follows
+// and batches grow with the load. Every other group is complete and goes
+// at once, so a walk that skips often (a nearly full volume) or unmap
+// markers (trailer pages, never adjacent) are not held back.
 void LogDevice::FlushIssues() {
   size_t i = 0;
-  while (i < issue_batch_.size() && issuing_ < kMaxIssuing) {
+  while (i < issue_batch_.size()) {
     size_t j = i + 1;
     uint64_t bytes = issue_batch_[i]->buf.size();
     if (!issue_batch_[i]->unmap)
@@ -345,6 +356,12 @@ void LogDevice::FlushIssues() {
              issue_batch_[j]->phys == issue_batch_[j - 1]->phys + 1 &&
              bytes + issue_batch_[j]->buf.size() <= kMaxCoalesceBytes)
         bytes += issue_batch_[j++]->buf.size();
+    if (j == issue_batch_.size() && issuing_ >= kMaxIssuing) {
+      const BlockOp& last = *issue_batch_[j - 1];
+      const bool may_grow = !last.unmap && bytes + last.buf.size() <= kMaxCoalesceBytes &&
+                            (last.phys + 1) % alloc_.run() != 0 && last.phys + 1 < g_.pblocks;
+      if (may_grow) break;
+    }
     auto group = std::make_shared<std::pair<AlignedBuffer, std::vector<BlockOp*>>>(
         AlignedBuffer(j - i > 1 ? bytes : 0),
         std::vector<BlockOp*>(issue_batch_.begin() + static_cast<long>(i),
