@@ -585,6 +585,7 @@ std::string TractServer::StatsText() const {
   kv("checksum_errors", s.checksum_errors);
   kv("io_errors", s.io_errors);
   kv("meta_syncs", s.meta_syncs);
+  kv("delete_waits", s.delete_waits);
   kv("open_tracts", s.open_tracts);
   kv("torn_chunks_found", s.torn_chunks_found);
   if (const auto* j = store_->journal()) {

@@ -81,6 +81,9 @@ std::string TractStore::BlobDir(uint64_t hi, uint64_t lo) const {
 }
 
 Result<Tract*> TractStore::Get(const TractKey& key, uint32_t tract_size, bool create) {
+  // A blob whose delete is in the journal takes no more IO: a write
+  // journaled after the delete would bring its tract back on replay.
+  if (!deleting_.empty() && deleting_.count({key.hi, key.lo})) return Result<Tract*>::error(-ENOENT);
   auto it = tracts_.find(key);
   if (it != tracts_.end()) {
     if (it->second.tract->tract_size() != tract_size) return Result<Tract*>::error(-EINVAL);
@@ -215,14 +218,52 @@ void TractStore::DeleteBlobWhenIdle(uint64_t hi, uint64_t lo, uint64_t deadline_
   }
   if (!journal_) return done(DeleteBlobNow(hi, lo));
   // Journaled first: a replay after a crash must not bring back tracts of
-  // the blob from writes journaled before the delete.
+  // the blob from writes journaled before the delete. From here on the blob
+  // refuses IO (Get), so no write of it is journaled after the delete.
+  if (!deleting_.insert({hi, lo}).second) {
+    // Another delete of it is in the journal already: this one waits for it.
+    auto id = std::make_shared<Loop::TimerId>();
+    *id = loop_->AddTimer(1000000, [this, id, hi, lo, deadline_ns, done = std::move(done)]() mutable {
+      std::erase_if(delete_timers_, [&](const Loop::TimerId& t) {
+        return t.deadline_ns == id->deadline_ns && t.seq == id->seq;
+      });
+      DeleteBlobWhenIdle(hi, lo, deadline_ns, std::move(done));
+    });
+    delete_timers_.push_back(*id);
+    return;
+  }
   JournalRecord rec{hi, lo, 0, 0, kJournalDelete, 0, 0, 0};
   journal_->Append(rec, nullptr, [this, hi, lo, done = std::move(done)](int r, uint64_t seq) {
-    if (r < 0) return done(r);
-    r = DeleteBlobNow(hi, lo);
-    journal_->Applied(seq);
-    done(r);
+    if (r < 0) {
+      deleting_.erase({hi, lo});
+      return done(r);
+    }
+    FinishJournaledDelete(hi, lo, seq, std::move(done));
   });
+}
+
+// The delete is in the journal: a replay would carry it out, so it must be
+// carried out now too, never answered -EBUSY. The blob takes no new IO, but
+// a journal checkpoint may be syncing its tracts: that is waited for. If the
+// store goes away first, the record is not marked applied, and the next
+// open replays it.
+void TractStore::FinishJournaledDelete(uint64_t hi, uint64_t lo, uint64_t seq, Done done) {
+  if (BlobIoBusy(hi, lo)) {
+    stats_.delete_waits++;
+    auto id = std::make_shared<Loop::TimerId>();
+    *id = loop_->AddTimer(1000000, [this, id, hi, lo, seq, done = std::move(done)]() mutable {
+      std::erase_if(delete_timers_, [&](const Loop::TimerId& t) {
+        return t.deadline_ns == id->deadline_ns && t.seq == id->seq;
+      });
+      FinishJournaledDelete(hi, lo, seq, std::move(done));
+    });
+    delete_timers_.push_back(*id);
+    return;
+  }
+  int r = DeleteBlobNow(hi, lo);
+  journal_->Applied(seq);
+  deleting_.erase({hi, lo});
+  done(r);
 }
 
 int TractStore::DeleteBlobNow(uint64_t hi, uint64_t lo) {

@@ -30,6 +30,7 @@
 #include <list>
 #include <memory>
 #include <string>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -58,6 +59,7 @@ struct StoreStats {
   uint64_t writes = 0, reads = 0, trims = 0, bytes_written = 0, bytes_read = 0;
   uint64_t rmw = 0, checksum_errors = 0, io_errors = 0, meta_syncs = 0;
   uint64_t open_tracts = 0, torn_chunks_found = 0, pending_resolved = 0;
+  uint64_t delete_waits = 0;  // journaled deletes that waited for a sync of their tracts
 };
 
 class Tract;
@@ -153,6 +155,8 @@ class TractStore {
   int inject_sync_error_ = 0;
   int inject_apply_error_ = 0;
   std::vector<Loop::TimerId> delete_timers_;  // DeleteBlob retries (cancelled by the destructor)
+  void FinishJournaledDelete(uint64_t hi, uint64_t lo, uint64_t seq, Done done);
+  std::set<std::pair<uint64_t, uint64_t>> deleting_;  // blobs whose delete is journaled, not done
 };
 
 }  // namespace flurry::tractstore
