@@ -13,7 +13,7 @@
 // over single blocks (the format of checkpoint version 1). Longer runs make
 // consecutive steps adjacent on the blob, so writes issued together merge
 // into one blob write and fill tract files in long extents, while the runs
-// still spread over every tract (log_device.h, "Issue").
+// still spread over every tract (LogDevice::FlushIssues, log_write.cc).
 //
 // The LCG x' = (a*x + c) mod m runs over m = 2^k >= max(R, 4), keeping only
 // values < R ("cycle walking"). One lap = P consecutive steps = m raw LCG

@@ -11,7 +11,8 @@
 //   position in it is a step number. Every write of a virtual block goes to
 //   a fresh physical block as an expanded block (data + trailer: virtual
 //   block, epoch, step, generation, checksums) and is issued at once, in
-//   whatever epoch it is.
+//   whatever epoch it is (with a loop: at the end of the loop iteration,
+//   merged with adjacent block writes; see FlushIssues() in log_write.cc).
 // - Epochs: the engine's current epoch counts Flush()es; each write is
 //   tagged with the epoch current when it arrives. Flush() is acknowledged
 //   at once. last_durable_epoch() is the highest E such that every write of
@@ -244,6 +245,7 @@ class LogDevice : public Engine {
   std::vector<BlockOp*> issue_batch_;  // to FlushIssues() at the end of this loop iteration
   uint64_t issuing_ = 0;               // blob writes FlushIssues() has in flight
   bool flush_posted_ = false;          // a FlushIssues() is posted to the loop
+  bool flushing_ = false, flush_again_ = false;  // FlushIssues() running / asked again
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   bool pumping_ = false, pump_again_ = false;
 

@@ -52,9 +52,17 @@ bool TrailerMatchesData(const BlockTrailer& t, const uint8_t* data, uint32_t blo
 
 void EncodeCheckpointHeader(CheckpointHeader h, uint8_t* page) {
   h.magic = kCheckpointMagic;
+  memset(page, 0, kLogPage);
+  if (h.run_blocks == 1) {
+    // Walks of single blocks keep version 1, which flurry before version 2
+    // reads too (it would take a version 2 header for none and format).
+    h.version = 1;
+    h.run_blocks = Checksum(&h, offsetof(CheckpointHeader, run_blocks));
+    memcpy(page, &h, offsetof(CheckpointHeader, header_sum));
+    return;
+  }
   h.version = kCheckpointVersion;
   h.header_sum = Checksum(&h, offsetof(CheckpointHeader, header_sum));
-  memset(page, 0, kLogPage);
   memcpy(page, &h, sizeof h);
 }
 
@@ -70,6 +78,8 @@ Result<CheckpointHeader> DecodeCheckpointHeader(const uint8_t* page) {
     h.header_sum = 0;
   } else if (h.magic == kCheckpointMagic && h.version == kCheckpointVersion) {
     ok = h.header_sum == Checksum(&h, offsetof(CheckpointHeader, header_sum));
+  } else if (h.magic == kCheckpointMagic && h.version > kCheckpointVersion) {
+    return Result<CheckpointHeader>::error(-EPROTONOSUPPORT);  // a newer format: never "no header"
   }
   if (!ok) return Result<CheckpointHeader>::error(-EINVAL);
   return h;

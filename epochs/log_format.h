@@ -94,7 +94,8 @@ bool TrailerMatchesData(const BlockTrailer& t, const uint8_t* data, uint32_t blo
 // ---- Checkpoint slot header: the first 128 bytes of the slot's 4096-byte
 // header page; the body follows at slot offset + 4096.
 // Version 2 added run_blocks (version 1 headers are 128 bytes, header_sum
-// at offset 120, and mean run_blocks = 1); both are read, 2 is written.
+// at offset 120, and mean run_blocks = 1); both are read, and 1 is still
+// written for run_blocks = 1.
 inline constexpr uint64_t kCheckpointMagic = 0x314B43474F4C4C46ull;  // "FLLOGCK1"
 inline constexpr uint32_t kCheckpointVersion = 2;
 
@@ -117,10 +118,12 @@ struct CheckpointHeader {
 };
 static_assert(sizeof(CheckpointHeader) == 136);
 
-// Writes version 2.
+// Writes version 1 when run_blocks == 1 (readable by older flurry), else 2.
 void EncodeCheckpointHeader(CheckpointHeader h, uint8_t* page);
-// The header if magic, version (1 or 2) and header_sum are right; -EINVAL
-// else. A version 1 header comes back with run_blocks = 1.
+// The header if magic, version (1 or 2) and header_sum are right; a version
+// 1 header comes back with run_blocks = 1. -EPROTONOSUPPORT for our magic
+// with a newer version (the blob must not be taken for a fresh one),
+// -EINVAL else.
 Result<CheckpointHeader> DecodeCheckpointHeader(const uint8_t* page);
 // Whether a decoded header belongs to this geometry (and LCG parameters).
 bool CheckpointMatches(const CheckpointHeader& h, const LogGeometry& g);

@@ -82,6 +82,11 @@ void LogDevice::OnHeaders() {
       return FinishOpen(r.hdr_res[i]);
     }
     auto h = DecodeCheckpointHeader(r.hdr[i].data());
+    if (!h && h.err() == -EPROTONOSUPPORT) {
+      report_ = "log recovery: checkpoint slot " + std::to_string(i) +
+                " has a newer format than this flurry-disk reads; use a newer flurry-disk";
+      return FinishOpen(-EPROTONOSUPPORT);
+    }
     if (!h) continue;
     r.any_valid_header = true;
     if (!CheckpointMatches(*h, g_)) {

@@ -345,48 +345,79 @@ void LogDevice::IssueNow(BlockOp* op) {
 // writes are in flight it waits, so that it merges more of what follows
 // and batches grow with the load. Every other group is complete and goes
 // at once, so a walk that skips often (a nearly full volume) or unmap
-// markers (trailer pages, never adjacent) are not held back.
+// markers (trailer pages, never adjacent) are not held back. A group's
+// copy counts in ops_bytes_ (the memory bound) until it completes.
+// Re-entrant calls (a blob write may complete synchronously, e.g. fenced)
+// only ask the running one for another pass.
 void LogDevice::FlushIssues() {
-  size_t i = 0;
-  while (i < issue_batch_.size()) {
-    size_t j = i + 1;
-    uint64_t bytes = issue_batch_[i]->buf.size();
-    if (!issue_batch_[i]->unmap)
-      while (j < issue_batch_.size() && !issue_batch_[j]->unmap &&
-             issue_batch_[j]->phys == issue_batch_[j - 1]->phys + 1 &&
-             bytes + issue_batch_[j]->buf.size() <= kMaxCoalesceBytes)
-        bytes += issue_batch_[j++]->buf.size();
-    if (j == issue_batch_.size() && issuing_ >= kMaxIssuing) {
-      const BlockOp& last = *issue_batch_[j - 1];
-      const bool may_grow = !last.unmap && bytes + last.buf.size() <= kMaxCoalesceBytes &&
-                            (last.phys + 1) % alloc_.run() != 0 && last.phys + 1 < g_.pblocks;
-      if (may_grow) break;
-    }
-    auto group = std::make_shared<std::pair<AlignedBuffer, std::vector<BlockOp*>>>(
-        AlignedBuffer(j - i > 1 ? bytes : 0),
-        std::vector<BlockOp*>(issue_batch_.begin() + static_cast<long>(i),
-                              issue_batch_.begin() + static_cast<long>(j)));
-    const uint8_t* src = issue_batch_[i]->buf.data();
-    if (j - i > 1) {
-      uint8_t* p = group->first.data();
-      for (BlockOp* op : group->second) {
-        memcpy(p, op->buf.data(), op->buf.size());
-        p += op->buf.size();
-      }
-      src = group->first.data();
-      c_.coalesced_writes++;
-    }
-    const BlockOp& first = *issue_batch_[i];
-    const uint64_t off = first.unmap ? g_.TrailerOffset(first.phys) : g_.BlockOffset(first.phys);
-    issuing_++;
-    blob_->Write(off, bytes, src, [this, group](int res) {
-      issuing_--;
-      for (BlockOp* op : group->second) OnWritten(op, res);
-      if (!issue_batch_.empty()) FlushIssues();
-    });
-    i = j;
+  if (flushing_) {
+    flush_again_ = true;
+    return;
   }
-  issue_batch_.erase(issue_batch_.begin(), issue_batch_.begin() + static_cast<long>(i));
+  flushing_ = true;
+  std::shared_ptr<bool> alive = alive_;
+  do {
+    flush_again_ = false;
+    // Cut the batch into groups first, so that nothing below sees a group
+    // twice whatever the callbacks do.
+    std::vector<std::vector<BlockOp*>> groups;
+    size_t i = 0;
+    while (i < issue_batch_.size()) {
+      size_t j = i + 1;
+      uint64_t bytes = issue_batch_[i]->buf.size();
+      if (!issue_batch_[i]->unmap)
+        while (j < issue_batch_.size() && !issue_batch_[j]->unmap &&
+               issue_batch_[j]->phys == issue_batch_[j - 1]->phys + 1 &&
+               bytes + issue_batch_[j]->buf.size() <= kMaxCoalesceBytes)
+          bytes += issue_batch_[j++]->buf.size();
+      if (j == issue_batch_.size() && issuing_ + groups.size() >= kMaxIssuing) {
+        const BlockOp& last = *issue_batch_[j - 1];
+        const bool may_grow = !last.unmap && bytes + last.buf.size() <= kMaxCoalesceBytes &&
+                              (last.phys + 1) % alloc_.run() != 0 && last.phys + 1 < g_.pblocks;
+        if (may_grow) break;
+      }
+      groups.emplace_back(issue_batch_.begin() + static_cast<long>(i), issue_batch_.begin() + static_cast<long>(j));
+      i = j;
+    }
+    issue_batch_.erase(issue_batch_.begin(), issue_batch_.begin() + static_cast<long>(i));
+    for (std::vector<BlockOp*>& ops : groups) {
+      const BlockOp& first = *ops.front();
+      const uint64_t off = first.unmap ? g_.TrailerOffset(first.phys) : g_.BlockOffset(first.phys);
+      issuing_++;
+      if (ops.size() == 1) {
+        BlockOp* op = ops.front();
+        blob_->Write(off, op->buf.size(), op->buf.data(), [this, op, alive](int res) {
+          issuing_--;
+          OnWritten(op, res);
+          if (*alive && !issue_batch_.empty()) FlushIssues();
+        });
+      } else {
+        uint64_t bytes = 0;
+        for (BlockOp* op : ops) bytes += op->buf.size();
+        auto group = std::make_shared<std::pair<AlignedBuffer, std::vector<BlockOp*>>>(AlignedBuffer(bytes),
+                                                                                        std::move(ops));
+        uint8_t* p = group->first.data();
+        for (BlockOp* op : group->second) {
+          memcpy(p, op->buf.data(), op->buf.size());
+          p += op->buf.size();
+        }
+        ops_bytes_ += bytes;
+        c_.coalesced_writes++;
+        blob_->Write(off, bytes, group->first.data(), [this, group, bytes, alive](int res) {
+          issuing_--;
+          ops_bytes_ -= bytes;
+          // A reply made in OnWritten (a failed Quiesce) may destroy the engine.
+          for (BlockOp* op : group->second) {
+            if (!*alive) return;
+            OnWritten(op, res);
+          }
+          if (*alive && !issue_batch_.empty()) FlushIssues();
+        });
+      }
+      if (!*alive) return;
+    }
+  } while (flush_again_);
+  flushing_ = false;
 }
 
 void LogDevice::OnWritten(BlockOp* op, int res) {

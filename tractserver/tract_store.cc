@@ -204,8 +204,12 @@ void TractStore::DeleteBlob(uint64_t hi, uint64_t lo, Done done) {
 }
 
 void TractStore::DeleteBlobWhenIdle(uint64_t hi, uint64_t lo, uint64_t deadline_ns, Done done) {
-  if (BlobIoBusy(hi, lo)) {
-    if (Loop::NowNs() >= deadline_ns) return done(-EBUSY);
+  // Another delete of this blob is in the journal: wait for it to finish
+  // (its own wait has no deadline, so this one's 2 s start afterwards).
+  const bool joining = deleting_.count({hi, lo}) != 0;
+  if (joining || BlobIoBusy(hi, lo)) {
+    if (joining) deadline_ns = Loop::NowNs() + 2000000000ull;
+    else if (Loop::NowNs() >= deadline_ns) return done(-EBUSY);
     auto id = std::make_shared<Loop::TimerId>();
     *id = loop_->AddTimer(1000000, [this, id, hi, lo, deadline_ns, done = std::move(done)]() mutable {
       std::erase_if(delete_timers_, [&](const Loop::TimerId& t) {
@@ -220,18 +224,7 @@ void TractStore::DeleteBlobWhenIdle(uint64_t hi, uint64_t lo, uint64_t deadline_
   // Journaled first: a replay after a crash must not bring back tracts of
   // the blob from writes journaled before the delete. From here on the blob
   // refuses IO (Get), so no write of it is journaled after the delete.
-  if (!deleting_.insert({hi, lo}).second) {
-    // Another delete of it is in the journal already: this one waits for it.
-    auto id = std::make_shared<Loop::TimerId>();
-    *id = loop_->AddTimer(1000000, [this, id, hi, lo, deadline_ns, done = std::move(done)]() mutable {
-      std::erase_if(delete_timers_, [&](const Loop::TimerId& t) {
-        return t.deadline_ns == id->deadline_ns && t.seq == id->seq;
-      });
-      DeleteBlobWhenIdle(hi, lo, deadline_ns, std::move(done));
-    });
-    delete_timers_.push_back(*id);
-    return;
-  }
+  deleting_.insert({hi, lo});
   JournalRecord rec{hi, lo, 0, 0, kJournalDelete, 0, 0, 0};
   journal_->Append(rec, nullptr, [this, hi, lo, done = std::move(done)](int r, uint64_t seq) {
     if (r < 0) {
