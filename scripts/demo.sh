@@ -47,8 +47,15 @@ trap cleanup EXIT
 step "start a local cluster in $dir (flurry-meta + 4 tract servers)"
 "$flurry" cluster stop --dir "$dir" >/dev/null 2>&1 || true
 "$flurry" cluster start --dir "$dir" --servers 4
-"$flurry" volume info demo --dir "$dir" >/dev/null 2>&1 ||
+if info=$("$flurry" volume info demo --dir "$dir" 2>/dev/null); then
+  have=$(awk '$1 == "mode" { print $2; exit }' <<<"$info")
+  if [ "$have" != "$mode" ]; then
+    echo "note: volume demo already exists in $dir with mode $have; --mode $mode applies to a new volume" >&2
+    echo "      (delete it with \`$flurry volume delete demo --dir $dir\`, or use another --dir)" >&2
+  fi
+else
   "$flurry" volume create demo --size "$size" --replicas "$replicas" --mode "$mode" --dir "$dir"
+fi
 "$flurry" volume list --dir "$dir"
 
 step "attach the volume, mkfs.ext4 on first use, mount on $mnt"
@@ -73,7 +80,7 @@ fio --name=demo --directory="$mnt" --size=256m --rw=randrw --bs=4k --iodepth=16 
 step "by hand"
 cat <<EOT
   $flurry cluster start --dir $dir --servers 4      # meta + tract servers
-  $flurry volume create demo --size $size --replicas $replicas --dir $dir
+  $flurry volume create demo --size $size --replicas $replicas --mode $mode --dir $dir
   $flurry serve demo --dir $dir                      # NBD on nbd://127.0.0.1:10809/demo
   nbdinfo nbd://127.0.0.1:10809/demo                 # or fio --ioengine=nbd, qemu-io, nbdcopy
   $flurry attach demo $mnt --mkfs ext4 --dir $dir    # kernel nbd-client, else FUSE + loop
