@@ -199,6 +199,18 @@ bool TractStore::BlobIoBusy(uint64_t hi, uint64_t lo) const {
   return false;
 }
 
+// Runs fn in 1 ms on a timer the destructor cancels.
+void TractStore::DeleteRetrySoon(std::function<void()> fn) {
+  auto id = std::make_shared<Loop::TimerId>();
+  *id = loop_->AddTimer(1000000, [this, id, fn = std::move(fn)]() mutable {
+    std::erase_if(delete_timers_, [&](const Loop::TimerId& t) {
+      return t.deadline_ns == id->deadline_ns && t.seq == id->seq;
+    });
+    fn();
+  });
+  delete_timers_.push_back(*id);
+}
+
 void TractStore::DeleteBlob(uint64_t hi, uint64_t lo, Done done) {
   DeleteBlobWhenIdle(hi, lo, Loop::NowNs() + 2000000000ull, std::move(done));
 }
@@ -210,15 +222,9 @@ void TractStore::DeleteBlobWhenIdle(uint64_t hi, uint64_t lo, uint64_t deadline_
   if (joining || BlobIoBusy(hi, lo)) {
     if (joining) deadline_ns = Loop::NowNs() + 2000000000ull;
     else if (Loop::NowNs() >= deadline_ns) return done(-EBUSY);
-    auto id = std::make_shared<Loop::TimerId>();
-    *id = loop_->AddTimer(1000000, [this, id, hi, lo, deadline_ns, done = std::move(done)]() mutable {
-      std::erase_if(delete_timers_, [&](const Loop::TimerId& t) {
-        return t.deadline_ns == id->deadline_ns && t.seq == id->seq;
-      });
+    return DeleteRetrySoon([this, hi, lo, deadline_ns, done = std::move(done)]() mutable {
       DeleteBlobWhenIdle(hi, lo, deadline_ns, std::move(done));
     });
-    delete_timers_.push_back(*id);
-    return;
   }
   if (!journal_) return done(DeleteBlobNow(hi, lo));
   // Journaled first: a replay after a crash must not bring back tracts of
@@ -243,15 +249,9 @@ void TractStore::DeleteBlobWhenIdle(uint64_t hi, uint64_t lo, uint64_t deadline_
 void TractStore::FinishJournaledDelete(uint64_t hi, uint64_t lo, uint64_t seq, Done done) {
   if (BlobIoBusy(hi, lo)) {
     stats_.delete_waits++;
-    auto id = std::make_shared<Loop::TimerId>();
-    *id = loop_->AddTimer(1000000, [this, id, hi, lo, seq, done = std::move(done)]() mutable {
-      std::erase_if(delete_timers_, [&](const Loop::TimerId& t) {
-        return t.deadline_ns == id->deadline_ns && t.seq == id->seq;
-      });
+    return DeleteRetrySoon([this, hi, lo, seq, done = std::move(done)]() mutable {
       FinishJournaledDelete(hi, lo, seq, std::move(done));
     });
-    delete_timers_.push_back(*id);
-    return;
   }
   int r = DeleteBlobNow(hi, lo);
   journal_->Applied(seq);

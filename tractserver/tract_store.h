@@ -156,6 +156,7 @@ class TractStore {
   int inject_apply_error_ = 0;
   std::vector<Loop::TimerId> delete_timers_;  // DeleteBlob retries (cancelled by the destructor)
   void FinishJournaledDelete(uint64_t hi, uint64_t lo, uint64_t seq, Done done);
+  void DeleteRetrySoon(std::function<void()> fn);
   std::set<std::pair<uint64_t, uint64_t>> deleting_;  // blobs whose delete is journaled, not done
 };
 
