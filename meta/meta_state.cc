@@ -230,9 +230,8 @@ void MetaState::CheckHeartbeats() {
     FLOG_WARN("tract server %s (%s) missed heartbeats for %" PRIu64 " ms: replacing it",
               s.uuid.c_str(), s.addr.c_str(), now - s.last_heartbeat_ms);
   }
-  // Replace every entry of a dead server (again on each check while none
-  // qualifies) by the live server, not in the row, with the fewest entries
-  // among those caught up on lease generations (see the header).
+  // Replace every entry of a dead server (again on each check while there is
+  // none) by the live server, not in the row, with the fewest entries.
   bool changed = false;
   std::map<std::string, size_t> load;
   for (auto& r : rows_) for (auto& e : r) load[e.first]++;
@@ -241,23 +240,13 @@ void MetaState::CheckHeartbeats() {
       auto dead = servers_.find(e.first);
       if (dead == servers_.end() || !dead->second.dead) continue;
       const Server* best = nullptr;
-      bool any_live = false;
       for (auto& [id2, s2] : servers_) {
         if (s2.dead) continue;
         bool in_row = std::any_of(row.begin(), row.end(), [&](auto& x) { return x.first == id2; });
         if (in_row) continue;
-        any_live = true;
-        if (s2.gens_seen != gen_seq_) continue;
         if (!best || load[id2] < load[best->uuid]) best = &s2;
       }
-      if (!best) {
-        if (any_live && !dead->second.replacement_waiting)
-          FLOG_INFO("replacing %s waits for a live server caught up on lease generations (next heartbeat)",
-                    dead->second.uuid.c_str());
-        dead->second.replacement_waiting = any_live;
-        continue;
-      }
-      dead->second.replacement_waiting = false;
+      if (!best) continue;
       load[e.first]--;
       load[best->uuid]++;
       e = {best->uuid, true};
@@ -313,7 +302,6 @@ std::string MetaState::Handle(const std::string& line) {
     Server& s = servers_[w[1]];
     bool revived = s.dead;
     s = Server{w[1], w[2], w[3], NowMs(), false};
-    s.gens_seen = want_gens ? TokenSeq(gens_token) : kNoGens;
     if (changed || revived) {
       if (!rows_.empty() && changed) tlt_version_++;  // its address in rows changed
       Status st = Save();
@@ -327,7 +315,6 @@ std::string MetaState::Handle(const std::string& line) {
     if (it == servers_.end()) return Err(-ENOENT, "unknown server; register first");
     if (it->second.dead) return Err(-ENOENT, "server was declared dead; register again");
     it->second.last_heartbeat_ms = NowMs();
-    it->second.gens_seen = want_gens ? TokenSeq(gens_token) : kNoGens;
     return with_gens({"tlt_version " + std::to_string(tlt_version_)});
   }
   if (cmd == "TLT") {

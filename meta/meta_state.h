@@ -11,12 +11,13 @@
 //   or volume request); later, a server that misses heartbeats for
 //   heartbeat_timeout_ms is replaced in every row it holds by a live server
 //   not already in that row, marked recovering, and the TLT version is
-//   bumped. Only a server caught up on lease generations qualifies: the gens
-//   token of its last heartbeat names the newest grant (no lease granted
-//   since it applied meta's report). A stalled writer superseded by a grant
-//   the server has not heard of could otherwise write to a replica that
-//   never took the new writer's FENCE. Until one qualifies the replacement
-//   waits (retried on every check).
+//   bumped. Any live server qualifies, caught up on lease generations or
+//   not: a HEARTBEAT reply carries the TLT version and every generation
+//   granted so far under the one mutex, and a tract server holds the writes
+//   of a TLT newer than its last applied report until a report of it
+//   arrives (tractserver/server.h). So the server that joins a row refuses a
+//   stalled writer superseded by a grant it has not heard of (whose FENCE
+//   went to the old row) before that writer can land anything there.
 // - Write leases (LEASE ACQUIRE|RENEW|RELEASE|BREAK|INFO): one writer per
 //   volume. A lease is granted for ttl_ms and lapses unless renewed; every
 //   grant bumps the volume's lease generation. Leases are persisted: after a
@@ -70,8 +71,6 @@ class MetaState {
     // The grant counter of the last gens token this server sent (what it has
     // applied) if the token is of this incarnation, else kNoGens. Caught up
     // on lease generations iff equal to gen_seq_ (no grant since).
-    uint64_t gens_seen = kNoGens;
-    bool replacement_waiting = false;  // dead; replacement deferred (logged once)
   };
   static constexpr uint64_t kNoGens = ~uint64_t{0};
   // The grant counter TOKEN names in this incarnation, or kNoGens.

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -227,10 +229,18 @@ int main(int argc, char** argv) {
   // Heartbeats on their own thread: blocking control-path IO never stalls the loop.
   std::atomic<bool> stop{false};
   // The gens token of the last report the loop has applied: heartbeats send
-  // it, and meta replaces a dead server only by one whose token is current
-  // (meta/meta_state.h), so it must name what is in force, not what is posted.
+  // it, so it must name what is in force, not what is posted (a report that
+  // did not parse is asked for again in full).
   std::mutex applied_mu;
   std::string applied_token = "-";  // "-": report every leased blob
+  // A write of a TLT newer than the last report waits for meta: beat now.
+  std::condition_variable beat_cv;
+  bool beat_now = false;  // under applied_mu
+  server.set_report_wanted([&] {
+    std::lock_guard<std::mutex> g(applied_mu);
+    beat_now = true;
+    beat_cv.notify_one();
+  });
   std::thread hb;
   if (!meta.empty()) {
     auto mhp = ParseHostPort(meta);
@@ -259,8 +269,8 @@ int main(int argc, char** argv) {
           std::string why;
           if (ParseMetaGens(r.lines, &rep, &why)) {
             want_full = false;
-            (*loop)->PostFromAnyThread([&server, &applied_mu, &applied_token, rep = std::move(rep)] {
-              server.ApplyMetaGens(rep.full, rep.gens);
+            (*loop)->PostFromAnyThread([&server, &applied_mu, &applied_token, rep = std::move(rep), v] {
+              server.ApplyMetaGens(rep.full, rep.gens, v);
               std::lock_guard<std::mutex> g(applied_mu);
               applied_token = rep.token;
             });
@@ -272,7 +282,12 @@ int main(int argc, char** argv) {
           if (r.status.code() == -ENOENT) registered = false;
           if (failures++ % 20 == 0) FLOG_WARN("meta: %s", r.status.ToString().c_str());
         }
-        for (int i = 0; i < 5 && !stop; ++i) usleep(100 * 1000);
+        // Every 500 ms, or sooner when asked (but 20 ms apart at least, so a
+        // client sending bogus TLT versions cannot make this spin).
+        usleep(20 * 1000);
+        std::unique_lock<std::mutex> g(applied_mu);
+        beat_cv.wait_for(g, std::chrono::milliseconds(480), [&] { return beat_now || stop.load(); });
+        beat_now = false;
       }
     });
   }
@@ -288,7 +303,11 @@ int main(int argc, char** argv) {
   (*loop)->Run();
   int cr = (*store)->Close();
   if (cr < 0 && cr != -EBUSY) FLOG_WARN("journal checkpoint at shutdown: %s", errstr(cr).c_str());
-  stop = true;
+  {
+    std::lock_guard<std::mutex> g(applied_mu);
+    stop = true;
+  }
+  beat_cv.notify_one();
   if (hb.joinable()) hb.join();
   return 0;
 }

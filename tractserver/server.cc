@@ -173,12 +173,18 @@ class TractServer::Conn {
     TractKey key{h.blob_hi, h.blob_lo, h.tract};
     uint64_t id = h.id;
     bool mutation = (h.op == kOpWrite && !(h.flags & kFlagFill)) || h.op == kOpTrim || h.op == kOpZero;
-    if ((mutation || h.op == kOpFence) && srv_->meta_gens_required_ && !srv_->meta_gens_synced_) {
-      // Until meta has told which generations it granted, a writer cannot be
-      // judged: wait for its report (the connection stays alive while this
-      // request is counted in ops_), or give up with -EAGAIN.
+    if ((mutation || h.op == kOpFence) && srv_->MustWaitForMeta(h.tlt_version)) {
+      // Until meta has told which generations it granted (before the TLT
+      // this writer uses, if that is newer than the last report: this server
+      // may just have joined a row), a writer cannot be judged: wait for its
+      // report (the connection stays alive while this request is counted in
+      // ops_), or give up with -EAGAIN.
+      if (srv_->meta_gens_synced_) {
+        srv_->counters_.tlt_waits++;
+        if (srv_->report_wanted_) srv_->report_wanted_();
+      }
       auto holder = std::make_shared<AlignedBuffer>(std::move(payload));
-      srv_->WaitForMetaGens([this, h, holder](bool synced) {
+      srv_->WaitForMetaGens(h.tlt_version, [this, h, holder](bool synced) {
         if (synced) return Execute(h, std::move(*holder));
         srv_->counters_.unsynced_rejects++;
         Reply(h.id, -EAGAIN);
@@ -476,21 +482,38 @@ int TractServer::AddFence(uint64_t hi, uint64_t lo, uint64_t owner_seq) {
   return 0;
 }
 
-void TractServer::WaitForMetaGens(std::function<void(bool)> resume) {
+void TractServer::WaitForMetaGens(uint64_t need_tlt, std::function<void(bool)> resume) {
   if (unsynced_waiters_.size() >= kMaxUnsyncedWaiters) return resume(false);
-  unsynced_waiters_.push_back(std::move(resume));
-  if (unsynced_timer_.valid()) return;
-  unsynced_timer_ = loop_->AddTimer(kUnsyncedWaitMs * 1000000ull, [this] {
+  unsynced_waiters_.push_back({need_tlt, Loop::NowNs() + kUnsyncedWaitMs * 1000000ull, std::move(resume)});
+  if (!unsynced_timer_.valid()) ArmUnsyncedTimer();
+}
+
+void TractServer::ArmUnsyncedTimer() {
+  if (unsynced_waiters_.empty()) return;
+  uint64_t now = Loop::NowNs(), due = unsynced_waiters_.front().deadline_ns;
+  unsynced_timer_ = loop_->AddTimer(due > now ? due - now : 0, [this] {
     unsynced_timer_ = Loop::TimerId{};
-    FLOG_WARN("no lease generations from meta after %u ms; refusing writes with EAGAIN until they arrive",
-              kUnsyncedWaitMs);
-    auto w = std::move(unsynced_waiters_);
-    unsynced_waiters_.clear();
-    for (auto& f : w) f(false);
+    uint64_t now = Loop::NowNs(), need = 0;
+    std::vector<std::function<void(bool)>> expired;
+    while (!unsynced_waiters_.empty() && unsynced_waiters_.front().deadline_ns <= now) {
+      need = std::max(need, unsynced_waiters_.front().need_tlt);
+      expired.push_back(std::move(unsynced_waiters_.front().resume));
+      unsynced_waiters_.pop_front();
+    }
+    if (!expired.empty()) {
+      if (!meta_gens_synced_)
+        FLOG_WARN("no lease generations from meta after %u ms; refusing writes with EAGAIN until they arrive",
+                  kUnsyncedWaitMs);
+      else
+        FLOG_WARN("no report of TLT v%llu from meta after %u ms (last: v%llu); refusing its writes with EAGAIN",
+                  (unsigned long long)need, kUnsyncedWaitMs, (unsigned long long)meta_tlt_version_);
+    }
+    ArmUnsyncedTimer();
+    for (auto& f : expired) f(false);
   });
 }
 
-void TractServer::ApplyMetaGens(bool full, const std::vector<MetaGen>& gens) {
+void TractServer::ApplyMetaGens(bool full, const std::vector<MetaGen>& gens, uint64_t tlt_version) {
   if (full) meta_gens_.clear();
   size_t dropped = 0;
   for (const auto& g : gens) {
@@ -508,11 +531,21 @@ void TractServer::ApplyMetaGens(bool full, const std::vector<MetaGen>& gens) {
   if (!meta_gens_synced_ && meta_gens_required_)
     FLOG_INFO("lease generations of %zu blobs from meta; accepting writes", meta_gens_.size());
   meta_gens_synced_ = true;
-  loop_->CancelTimer(unsynced_timer_);
-  unsynced_timer_ = Loop::TimerId{};
-  auto w = std::move(unsynced_waiters_);
-  unsynced_waiters_.clear();
-  for (auto& f : w) f(true);
+  meta_tlt_version_ = std::max(meta_tlt_version_, tlt_version);
+  std::vector<std::function<void(bool)>> ready;
+  for (auto it = unsynced_waiters_.begin(); it != unsynced_waiters_.end();) {
+    if (it->need_tlt > meta_tlt_version_) {
+      ++it;
+      continue;
+    }
+    ready.push_back(std::move(it->resume));
+    it = unsynced_waiters_.erase(it);
+  }
+  if (unsynced_waiters_.empty() && unsynced_timer_.valid()) {
+    loop_->CancelTimer(unsynced_timer_);
+    unsynced_timer_ = Loop::TimerId{};
+  }
+  for (auto& f : ready) f(true);
 }
 
 int TractServer::RaiseWriter(const RequestHeader& h) {
@@ -566,6 +599,7 @@ std::string TractServer::StatsText() const {
   kv("tlt_version", tlt_version());
   kv("connections", conns_.size());
   kv("meta_generations", meta_gens_.size());
+  kv("meta_tlt_version", meta_tlt_version_);
   kv("connections_accepted", counters_.connections);
   kv("local_connections_accepted", counters_.local_connections);
   kv("requests", counters_.requests);
@@ -575,6 +609,7 @@ std::string TractServer::StatsText() const {
   kv("fenced_rejects", counters_.fenced_rejects);
   kv("superseded_rejects", counters_.superseded_rejects);
   kv("unsynced_rejects", counters_.unsynced_rejects);
+  kv("tlt_waits", counters_.tlt_waits);
   kv("writer_generations", store_->writers()->size());
   kv("writes", s.writes);
   kv("reads", s.reads);

@@ -31,12 +31,19 @@
 //   server never heard of being superseded (it was down for the FENCE, or it
 //   got its tracts by re-replication later) is still refused. A server told
 //   to require them holds WRITE, TRIM, ZERO and FENCE until meta's first
-//   report arrives (at most kMaxUnsyncedWaiters requests for at most
-//   kUnsyncedWaitMs; then -EAGAIN, which clients retry). At most
+//   report arrives, and one whose tlt_version is newer than the TLT version
+//   of the last report applied until a report at least that new arrives
+//   (report_wanted() makes main.cc ask meta at once rather than at the next
+//   beat; at most kMaxUnsyncedWaiters requests, each for at most
+//   kUnsyncedWaitMs; then -EAGAIN, which clients retry). Meta answers with the TLT version
+//   and every generation granted so far under one lock, so a server that
+//   has just been given a dead server's rows knows every generation granted
+//   before that TLT before it lets a writer of the new TLT write. At most
 //   kMaxMetaGens blobs.
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -66,6 +73,7 @@ class TractServer {
     uint64_t requests = 0, error_replies = 0, stale_rejects = 0, fenced_rejects = 0;
     uint64_t superseded_rejects = 0;  // older writer_gen than the blob's newest
     uint64_t unsynced_rejects = 0;    // -EAGAIN: meta's generations not yet known
+    uint64_t tlt_waits = 0;           // held for meta's report of a newer TLT
   };
 
   TractServer(Loop* loop, tractstore::TractStore* store, Options opts);
@@ -82,14 +90,19 @@ class TractServer {
   const Counters& counters() const { return counters_; }
 
   // Lease generations from flurry-meta (loop thread). After RequireMetaGens,
-  // mutations wait for the first ApplyMetaGens. A full report replaces what
-  // was known (volumes deleted since drop out); a delta raises entries.
+  // mutations wait for the first ApplyMetaGens, and those of a TLT newer
+  // than tlt_version (the version meta sent with the report) for a report of
+  // it. A full report replaces what was known (volumes deleted since drop
+  // out); a delta raises entries.
   struct MetaGen {
     uint64_t blob_hi, blob_lo, gen;
   };
   static constexpr size_t kMaxMetaGens = 1u << 20;
   void RequireMetaGens() { meta_gens_required_ = true; }
-  void ApplyMetaGens(bool full, const std::vector<MetaGen>& gens);
+  // Called (on the loop thread) when a write waits for a report newer than
+  // the last: main.cc then asks meta at once instead of at the next beat.
+  void set_report_wanted(std::function<void()> f) { report_wanted_ = std::move(f); }
+  void ApplyMetaGens(bool full, const std::vector<MetaGen>& gens, uint64_t tlt_version);
   bool meta_gens_synced() const { return meta_gens_synced_; }
   std::string StatsText() const;
 
@@ -125,11 +138,23 @@ class TractServer {
   int AddFence(uint64_t hi, uint64_t lo, uint64_t owner_seq);
   std::unordered_map<std::pair<uint64_t, uint64_t>, uint64_t, BlobHash> meta_gens_;
   bool meta_gens_required_ = false, meta_gens_synced_ = false;
+  uint64_t meta_tlt_version_ = 0;  // sent with the last report applied
+  std::function<void()> report_wanted_;
   static constexpr size_t kMaxUnsyncedWaiters = 4096;
   static constexpr unsigned kUnsyncedWaitMs = 2000;
-  std::vector<std::function<void(bool)>> unsynced_waiters_;  // resume(synced)
+  struct MetaWaiter {
+    uint64_t need_tlt;     // resume once a report of this TLT (or newer) is applied
+    uint64_t deadline_ns;  // or give up then
+    std::function<void(bool)> resume;  // resume(synced)
+  };
+  std::deque<MetaWaiter> unsynced_waiters_;  // in arrival order, so by deadline
   Loop::TimerId unsynced_timer_;
-  void WaitForMetaGens(std::function<void(bool)> resume);
+  // True if a mutation or FENCE of TLT version v must wait for meta.
+  bool MustWaitForMeta(uint64_t v) const {
+    return meta_gens_required_ && (!meta_gens_synced_ || v > meta_tlt_version_);
+  }
+  void WaitForMetaGens(uint64_t need_tlt, std::function<void(bool)> resume);
+  void ArmUnsyncedTimer();
   // h.writer_gen against the blob's recorded generation: -EPERM if older;
   // a newer one is recorded durably first (-EIO, -ENOSPC if that fails).
   int RaiseWriter(const tractproto::RequestHeader& h);

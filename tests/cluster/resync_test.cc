@@ -17,6 +17,7 @@
 #include <cstring>
 #include <map>
 
+#include "meta/meta_client.h"
 #include "striping/striped_blob.h"
 #include "tests/cluster/cluster_fixture.h"
 #include "tests/cluster/raw_tract_conn.h"
@@ -444,6 +445,73 @@ TEST_F(ResyncTest, MetaGenerationsRefuseAWriterSupersededBehindTheServersBack) {
   EXPECT_EQ(write(w, h1), -EPERM);
   EXPECT_EQ(write(w, h2), 0);
   EXPECT_EQ(ServerCounter(addr, "unsynced_rejects"), 0u);
+}
+
+// A dead server is replaced while lease grants keep coming faster than
+// heartbeats (here every 50 ms, as from a flurry-disk restart loop): meta no
+// longer waits for a server that has heard of every grant (none ever has),
+// and the writes that follow on the new rows succeed and read back.
+TEST_F(ResyncTest, AStreamOfLeaseGrantsDoesNotHoldOffAReplacement) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(4, /*heartbeat_timeout_ms=*/1000));
+  const uint64_t tracts = 16;
+  VolumeInfo v = CreateVolume("data", tracts * kTract, kTract, 2);
+  VolumeInfo churn = CreateVolume("churn", 4u << 20, kTract, 1);
+  (void)churn;
+  FdsClient* c = Client(/*op_deadline_ms=*/30000);
+  ASSERT_NE(c, nullptr);
+  Status why;
+  uint64_t gen = 0;
+  auto grant = [&] {
+    if (gen) (void)cluster_->MetaCall("LEASE RELEASE churn " + std::to_string(gen), &why);
+    auto r = cluster_->MetaCall("LEASE ACQUIRE churn 600000 loop", &why);
+    unsigned long long g = 0;
+    ASSERT_TRUE(r.ok() && !r->empty() && sscanf((*r)[0].c_str(), "gen %llu", &g) == 1) << why.ToString();
+    gen = g;
+  };
+  const std::string victim = cluster_->server_addr(0);
+  ASSERT_TRUE(cluster_->KillServer(0, SIGKILL).ok());
+  uint64_t t0 = Loop::NowNs();
+  bool replaced = false;
+  while (!replaced && Loop::NowNs() - t0 < 10'000'000'000ull) {
+    ASSERT_NO_FATAL_FAILURE(grant());
+    usleep(50 * 1000);
+    auto t = cluster_->MetaCall("TLT", &why);
+    ASSERT_TRUE(t.ok()) << why.ToString();
+    auto tlt = flurry::ParseTlt(*t);
+    ASSERT_TRUE(tlt.ok());
+    replaced = true;
+    for (auto& row : tlt->rows)
+      for (auto& e : row) replaced = replaced && e.addr != victim;
+  }
+  uint64_t ms = (Loop::NowNs() - t0) / 1000000;
+  printf("replaced after %llu ms, %llu lease grants\n", (unsigned long long)ms, (unsigned long long)gen);
+  ASSERT_TRUE(replaced) << "the dead server was still in the TLT after " << ms << " ms of lease grants";
+  // Writes to every tract (some rows now hold the replacement) while grants
+  // go on, then read back.
+  std::vector<std::vector<uint8_t>> d(tracts);  // a write's buffer stays put until it completes
+  int done = 0, failed = 0;
+  for (uint64_t t = 0; t < tracts; ++t) {
+    d[t].assign(kC, static_cast<uint8_t>(0x40 + t));
+    c->Write(Blob(v), t, 0, kC, d[t].data(), 0, [&](int r) {
+      done++;
+      if (r != 0) failed++;
+    });
+    ASSERT_NO_FATAL_FAILURE(grant());
+  }
+  ASSERT_TRUE(RunUntil(loop_.get(), [&] { return done == static_cast<int>(tracts); }, 30000));
+  EXPECT_EQ(failed, 0);
+  uint64_t waits = 0;
+  for (int i = 1; i < 4; ++i) waits += ServerCounter(cluster_->server_addr(i), "tlt_waits");
+  printf("writes held for meta's report of a newer TLT: %llu\n", (unsigned long long)waits);
+  for (uint64_t t = 0; t < tracts; ++t) {
+    std::vector<uint8_t> got(kC);
+    int res = 1;
+    c->Read(Blob(v), t, 0, kC, got.data(), [&](int r, std::vector<uint8_t>) { res = r; });
+    ASSERT_TRUE(RunUntil(loop_.get(), [&] { return res != 1; }, 30000));
+    ASSERT_EQ(res, 0);
+    EXPECT_EQ(got[0], 0x40 + t);
+    EXPECT_EQ(got[kC - 1], 0x40 + t);
+  }
 }
 
 // A server that cannot reach flurry-meta cannot tell a superseded writer
