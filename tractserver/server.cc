@@ -192,6 +192,19 @@ class TractServer::Conn {
       });
       return;
     }
+    if ((mutation || h.op == kOpFence) && srv_->MustRecordWriter(h)) {
+      // A newer writer: record its generation durably first (group commit,
+      // off the loop), then run the request again from the checks.
+      auto holder = std::make_shared<AlignedBuffer>(std::move(payload));
+      srv_->RecordWriter(h, [this, h, holder](int r) {
+        if (r < 0) {
+          Reply(h.id, r);
+          return OpDone();
+        }
+        Execute(h, std::move(*holder));
+      });
+      return;
+    }
     if (mutation) {
       int r = srv_->CheckWriter(h, seq_);
       if (r < 0) {
@@ -237,7 +250,7 @@ class TractServer::Conn {
         });
         return;
       case kOpFence: {
-        int r = srv_->RaiseWriter(h);
+        int r = srv_->CheckGeneration(h);
         Reply(id, r < 0 ? r : srv_->AddFence(h.blob_hi, h.blob_lo, seq_));
         return OpDone();
       }
@@ -548,36 +561,49 @@ void TractServer::ApplyMetaGens(bool full, const std::vector<MetaGen>& gens, uin
   for (auto& f : ready) f(true);
 }
 
-int TractServer::RaiseWriter(const RequestHeader& h) {
+uint64_t TractServer::GenerationFloor(const RequestHeader& h) const {
   // (Conn::Execute holds mutations and FENCEs until meta's first report.)
   // writer_gen 0 (no lease) counts as older than any recorded generation,
   // and than any generation meta granted.
-  tractstore::WriterGens* w = store_->writers();
-  uint64_t cur = w->Get(h.blob_hi, h.blob_lo);
-  uint64_t floor = cur;
+  uint64_t floor = store_->writers()->Newest(h.blob_hi, h.blob_lo);
   if (!meta_gens_.empty()) {
     auto it = meta_gens_.find(std::make_pair(h.blob_hi, h.blob_lo));
     if (it != meta_gens_.end()) floor = std::max(floor, it->second);
   }
-  if (h.writer_gen < floor) {
+  return floor;
+}
+
+bool TractServer::MustRecordWriter(const RequestHeader& h) const {
+  return h.writer_gen > store_->writers()->Get(h.blob_hi, h.blob_lo) && h.writer_gen >= GenerationFloor(h);
+}
+
+void TractServer::RecordWriter(const RequestHeader& h, std::function<void(int)> then) {
+  const uint64_t was = store_->writers()->Get(h.blob_hi, h.blob_lo);
+  store_->writers()->RaiseAsync(loop_, h.blob_hi, h.blob_lo, h.writer_gen,
+                                [h, was, then = std::move(then)](int r) {
+                                  if (r < 0) return then(r == -ENOSPC ? r : -EIO);
+                                  FLOG_INFO("blob %016llx%016llx: writer generation %llu (was %llu); older "
+                                            "writers may no longer write it",
+                                            (unsigned long long)h.blob_hi, (unsigned long long)h.blob_lo,
+                                            (unsigned long long)h.writer_gen, (unsigned long long)was);
+                                  then(0);
+                                });
+}
+
+int TractServer::CheckGeneration(const RequestHeader& h) {
+  if (h.writer_gen < GenerationFloor(h)) {
     counters_.superseded_rejects++;
     return -EPERM;
   }
-  if (h.writer_gen == cur) return 0;
-  int r = w->Raise(h.blob_hi, h.blob_lo, h.writer_gen);
-  if (r < 0) return r == -ENOSPC ? r : -EIO;
-  FLOG_INFO("blob %016llx%016llx: writer generation %llu (was %llu); older writers may no longer write it",
-            (unsigned long long)h.blob_hi, (unsigned long long)h.blob_lo, (unsigned long long)h.writer_gen,
-            (unsigned long long)cur);
   return 0;
 }
 
 int TractServer::CheckWriter(const RequestHeader& h, uint64_t conn_seq) {
   // Generations first: they hold across connections and restarts. A writer
   // whose FENCE this server missed (it was down) records its generation
-  // with its first write here.
+  // with its first write here (MustRecordWriter/RecordWriter, before this).
   if (h.writer_gen != 0 || store_->writers()->size() != 0 || !meta_gens_.empty()) {
-    int r = RaiseWriter(h);
+    int r = CheckGeneration(h);
     if (r < 0) return r;
   }
   if (!fences_.empty() && Fenced(h.blob_hi, h.blob_lo, conn_seq)) {
@@ -611,6 +637,7 @@ std::string TractServer::StatsText() const {
   kv("unsynced_rejects", counters_.unsynced_rejects);
   kv("tlt_waits", counters_.tlt_waits);
   kv("writer_generations", store_->writers()->size());
+  kv("writer_syncs", store_->writers()->syncs());
   kv("writes", s.writes);
   kv("reads", s.reads);
   kv("trims", s.trims);

@@ -24,7 +24,8 @@
 //   FILL), TRIM or ZERO whose writer_gen is older than the newest recorded
 //   for its blob gets -EPERM, whatever the connection, also after a
 //   restart. A FENCE, or such a request, with a newer writer_gen records it
-//   durably before it proceeds; a FENCE with an older one gets -EPERM.
+//   durably before it proceeds (group-committed with other such records,
+//   without blocking the loop); a FENCE with an older one gets -EPERM.
 // - Generations from flurry-meta (RequireMetaGens / ApplyMetaGens, fed by
 //   main.cc's heartbeat thread through the loop): the lease generation meta
 //   last granted for each leased blob is a floor as well, so a writer this
@@ -155,9 +156,17 @@ class TractServer {
   }
   void WaitForMetaGens(uint64_t need_tlt, std::function<void(bool)> resume);
   void ArmUnsyncedTimer();
-  // h.writer_gen against the blob's recorded generation: -EPERM if older;
-  // a newer one is recorded durably first (-EIO, -ENOSPC if that fails).
-  int RaiseWriter(const tractproto::RequestHeader& h);
+  // The oldest writer_gen the blob accepts: its newest recorded generation
+  // (durable or being recorded) and the one meta reported.
+  uint64_t GenerationFloor(const tractproto::RequestHeader& h) const;
+  // True if h comes from a writer newer than the durable record (and not
+  // older than the floor): RecordWriter first, then the request again.
+  bool MustRecordWriter(const tractproto::RequestHeader& h) const;
+  // Records h.writer_gen durably (group-committed through the loop); then(0),
+  // or then(-EIO / -ENOSPC).
+  void RecordWriter(const tractproto::RequestHeader& h, std::function<void(int)> then);
+  // h.writer_gen against the floor: -EPERM (superseded) if older.
+  int CheckGeneration(const tractproto::RequestHeader& h);
   // Both checks for WRITE (not FILL), TRIM and ZERO: the generation, then
   // the connection's FENCE.
   int CheckWriter(const tractproto::RequestHeader& h, uint64_t conn_seq);

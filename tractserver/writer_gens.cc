@@ -32,6 +32,7 @@ Result<std::unique_ptr<WriterGens>> WriterGens::Open(const std::string& path, si
 }
 
 WriterGens::~WriterGens() {
+  *alive_ = false;  // a write still in flight keeps its buffer (owned by its callback)
   if (fd_ >= 0) close(fd_);
 }
 
@@ -81,23 +82,50 @@ uint64_t WriterGens::Get(uint64_t hi, uint64_t lo) const {
   return it == gens_.end() ? 0 : it->second;
 }
 
-int WriterGens::Append(uint64_t hi, uint64_t lo, uint64_t gen) {
-  if (failed_) return failed_;
+uint64_t WriterGens::Newest(uint64_t hi, uint64_t lo) const {
+  uint64_t g = Get(hi, lo);
+  const Key key{hi, lo};
+  for (const Batch* b : {&inflight_, &next_})
+    if (auto it = b->max.find(key); it != b->max.end()) g = std::max(g, it->second);
+  return g;
+}
+
+WriterRecord WriterGens::MakeRecord(uint64_t hi, uint64_t lo, uint64_t gen) {
   WriterRecord rec{hi, lo, gen, kWriterMagic, 0};
   rec.sum = WriterRecordSum(rec);
+  return rec;
+}
+
+void WriterGens::Apply(const WriterRecord& rec) {
+  if (rec.gen == 0) gens_.erase(std::make_pair(rec.blob_hi, rec.blob_lo));
+  else gens_[std::make_pair(rec.blob_hi, rec.blob_lo)] = rec.gen;
+}
+
+void WriterGens::Stop(int res, const char* what) {
+  // Whether the record is on disk is unknown, and a failed fdatasync may
+  // have dropped the page: stop (a restart reloads what is durable).
+  failed_ = res;
+  FLOG_ERROR("%s: cannot %s: %s; refusing writer changes until restarted", path_.c_str(), what,
+             strerror(-res));
+}
+
+int WriterGens::Append(uint64_t hi, uint64_t lo, uint64_t gen) {
+  if (failed_) return failed_;
+  WriterRecord rec = MakeRecord(hi, lo, gen);
+  if (busy_) {
+    // A group commit is writing at the end of the file: go after it.
+    next_.recs->push_back(rec);
+    return 0;
+  }
   int r = PwriteFull(fd_, &rec, sizeof rec, records_ * sizeof rec);
   if (r == 0 && fdatasync(fd_) < 0) r = -errno;
   if (r < 0) {
-    // Whether the record is on disk is unknown, and a failed fdatasync may
-    // have dropped the page: stop (a restart reloads what is durable).
-    failed_ = r;
-    FLOG_ERROR("%s: cannot record a writer generation: %s; refusing writer changes until restarted",
-               path_.c_str(), strerror(-r));
+    Stop(r, "record a writer generation");
     return r;
   }
+  syncs_++;
   records_++;
-  if (gen == 0) gens_.erase(std::make_pair(hi, lo));
-  else gens_[std::make_pair(hi, lo)] = gen;
+  Apply(rec);
   // Superseded records accumulate: rewrite the live ones now and then.
   if (records_ > 2 * gens_.size() + 1024) Compact();
   return 0;
@@ -106,13 +134,80 @@ int WriterGens::Append(uint64_t hi, uint64_t lo, uint64_t gen) {
 int WriterGens::Raise(uint64_t hi, uint64_t lo, uint64_t gen) {
   uint64_t cur = Get(hi, lo);
   if (gen <= cur) return 0;
+  if (busy_) return -EBUSY;  // not beside RaiseAsync (it would not be durable at return)
   if (cur == 0 && gens_.size() >= max_blobs_) return -ENOSPC;
   return Append(hi, lo, gen);
 }
 
 int WriterGens::Erase(uint64_t hi, uint64_t lo) {
-  if (Get(hi, lo) == 0) return 0;
+  if (Newest(hi, lo) == 0) return 0;
   return Append(hi, lo, 0);
+}
+
+void WriterGens::RaiseAsync(Loop* loop, uint64_t hi, uint64_t lo, uint64_t gen, std::function<void(int)> done) {
+  if (failed_) return done(failed_);
+  const uint64_t cur = Get(hi, lo);
+  if (gen <= cur) return done(0);
+  const Key key{hi, lo};
+  loop_ = loop;
+  // Already being written (or queued) at this generation or newer: wait for
+  // that write.
+  if (auto it = inflight_.max.find(key); busy_ && it != inflight_.max.end() && it->second >= gen) {
+    inflight_.waiters.push_back(std::move(done));
+    return;
+  }
+  if (auto it = next_.max.find(key); it == next_.max.end() || it->second < gen) {
+    if (cur == 0 && !inflight_.max.count(key) && !next_.max.count(key)) {
+      size_t fresh = 0;  // blobs new to the table among those being recorded
+      for (const Batch* b : {&inflight_, &next_})
+        for (const auto& [k, g] : b->max) fresh += !gens_.count(k);
+      if (gens_.size() + fresh >= max_blobs_) return done(-ENOSPC);
+    }
+    next_.recs->push_back(MakeRecord(hi, lo, gen));
+    next_.max[key] = gen;
+  }
+  next_.waiters.push_back(std::move(done));
+  if (!busy_) StartBatch();
+}
+
+void WriterGens::StartBatch() {
+  busy_ = true;
+  inflight_ = std::move(next_);
+  next_ = Batch{};
+  auto recs = inflight_.recs;  // the callbacks own the buffer while the kernel may use it
+  const size_t bytes = recs->size() * sizeof(WriterRecord);
+  loop_->Write(fd_, recs->data(), bytes, records_ * sizeof(WriterRecord), 0,
+               [this, alive = alive_, recs, bytes](int res) {
+                 if (!*alive) return;
+                 if (res >= 0 && static_cast<size_t>(res) != bytes) res = -EIO;  // short: a full disk
+                 if (res < 0) return FinishBatch(res);
+                 loop_->Fsync(fd_, /*datasync=*/true, [this, alive, recs](int r) {
+                   if (*alive) FinishBatch(r < 0 ? r : 0);
+                 });
+               });
+}
+
+void WriterGens::FinishBatch(int res) {
+  busy_ = false;
+  Batch done = std::move(inflight_);
+  inflight_ = Batch{};
+  if (res < 0) {
+    Stop(res, "record writer generations");
+    Batch rest = std::move(next_);
+    next_ = Batch{};
+    for (auto& w : done.waiters) w(res);
+    for (auto& w : rest.waiters) w(res);
+    return;
+  }
+  syncs_++;
+  records_ += done.recs->size();
+  for (const WriterRecord& rec : *done.recs) Apply(rec);
+  if (next_.recs->empty() && records_ > 2 * gens_.size() + 1024) Compact();
+  for (auto& w : done.waiters) w(0);
+  // Raises (and erases) that came meanwhile, unless a waiter started them.
+  if (!busy_ && !next_.recs->empty() && !failed_) {
+    if (loop_) StartBatch();
+  }
 }
 
 int WriterGens::Compact() {

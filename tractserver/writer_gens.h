@@ -14,13 +14,21 @@
 // process, and a writer that reconnects is not covered by it).
 //
 // Contract
-// - Not thread-safe; the tract server's loop thread only. The file IO is
-//   blocking (one small append and an fdatasync per raised generation: a
-//   writer's FENCE at volume open, or its first write to a server that
-//   missed the FENCE), which is rare and cheap next to the IO it guards.
-// - Raise() returns 0 only once the new generation is durable; a failed
-//   write or sync stops the table (every later Raise/Erase fails with that
-//   error; a restart reloads the file).
+// - Not thread-safe; the tract server's loop thread only.
+// - RaiseAsync() (the tract server's path) records through the loop and
+//   group-commits: the raises that arrive while a record is being written
+//   and synced go out together in the next write, with one fdatasync. So a
+//   flurry-disk that opens 150 volumes (150 FENCEs) costs each server a few
+//   syncs, and none of them blocks its loop. Newest() includes generations
+//   being recorded (refuse older writers at once); Get() only durable ones.
+// - Raise() and Erase() are blocking (an append and an fdatasync). Raise is
+//   for tests and tools only; Erase (DELETE_BLOB, journal replay) queues
+//   behind a group commit that is under way instead of writing beside it,
+//   and then is not durable at return -- which is harmless: a leftover
+//   generation of a deleted blob only refuses writers of a blob that is gone.
+// - A raise completes (0) only once the new generation is durable; a failed
+//   write or sync stops the table (every later raise or erase fails with
+//   that error; a restart reloads the file).
 // - At most kMaxBlobs blobs are tracked; raising a new one beyond that is
 //   -ENOSPC (the request is refused, never let through unchecked).
 // - Open() accepts a torn last record (an append that a crash cut short:
@@ -29,12 +37,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <utility>
 
+#include "common/loop.h"
 #include "common/result.h"
+#include "tractserver/tract_format.h"
 
 namespace flurry::tractstore {
 
@@ -51,12 +62,19 @@ class WriterGens {
   // Makes gen the blob's generation if it is newer (durably); 0 also when
   // it is not newer (nothing to do).
   int Raise(uint64_t hi, uint64_t lo, uint64_t gen);
+  // The same through loop: done(0) once gen or a newer generation of the
+  // blob is durable (at once if it already is), done(<0) as Raise would
+  // return. done may run before RaiseAsync returns.
+  void RaiseAsync(Loop* loop, uint64_t hi, uint64_t lo, uint64_t gen, std::function<void(int)> done);
+  // The newest generation of the blob, durable or being recorded.
+  uint64_t Newest(uint64_t hi, uint64_t lo) const;
   // Forgets the blob (DELETE_BLOB), durably.
   int Erase(uint64_t hi, uint64_t lo);
 
   size_t size() const { return gens_.size(); }
   uint64_t records() const { return records_; }
   uint64_t compactions() const { return compactions_; }
+  uint64_t syncs() const { return syncs_; }  // fdatasyncs of appended records
 
  private:
   struct BlobHash {
@@ -65,9 +83,15 @@ class WriterGens {
     }
   };
   WriterGens(std::string path, size_t max_blobs) : path_(std::move(path)), max_blobs_(max_blobs) {}
+  using Key = std::pair<uint64_t, uint64_t>;
   int Load();
   int Append(uint64_t hi, uint64_t lo, uint64_t gen);
   int Compact();
+  void Apply(const WriterRecord& rec);
+  static WriterRecord MakeRecord(uint64_t hi, uint64_t lo, uint64_t gen);
+  void StartBatch();
+  void FinishBatch(int res);
+  void Stop(int res, const char* what);
 
   std::string path_;
   size_t max_blobs_;
@@ -75,7 +99,20 @@ class WriterGens {
   int failed_ = 0;
   uint64_t records_ = 0;  // records in the file (its size / record size)
   uint64_t compactions_ = 0;
-  std::unordered_map<std::pair<uint64_t, uint64_t>, uint64_t, BlobHash> gens_;
+  uint64_t syncs_ = 0;
+  std::unordered_map<Key, uint64_t, BlobHash> gens_;
+  // Group commit (RaiseAsync): the batch being written and synced, and the
+  // next one, each with its records (newest generation per blob in *_max)
+  // and the raises waiting for it.
+  struct Batch {
+    std::shared_ptr<std::vector<WriterRecord>> recs = std::make_shared<std::vector<WriterRecord>>();
+    std::unordered_map<Key, uint64_t, BlobHash> max;
+    std::vector<std::function<void(int)>> waiters;
+  };
+  Loop* loop_ = nullptr;
+  bool busy_ = false;
+  Batch inflight_, next_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace flurry::tractstore
