@@ -68,9 +68,6 @@ class MetaState {
     std::string uuid, addr, zone;
     uint64_t last_heartbeat_ms = 0;  // not persisted: servers start alive
     bool dead = false;
-    // The grant counter of the last gens token this server sent (what it has
-    // applied) if the token is of this incarnation, else kNoGens. Caught up
-    // on lease generations iff equal to gen_seq_ (no grant since).
   };
   static constexpr uint64_t kNoGens = ~uint64_t{0};
   // The grant counter TOKEN names in this incarnation, or kNoGens.

@@ -168,6 +168,17 @@ class TractServer::Conn {
     MaybeDelete();
   }
 
+  // A request resumed after a wait whose TLT the server has learnt to be
+  // outdated meanwhile: -ESTALE (the client refreshes and retries), as at
+  // arrival. True if it replied.
+  bool Stale(const RequestHeader& h) {
+    if (h.tlt_version == 0 || h.tlt_version >= srv_->tlt_version()) return false;
+    srv_->counters_.stale_rejects++;
+    Reply(h.id, -ESTALE);
+    OpDone();
+    return true;
+  }
+
   void Execute(const RequestHeader& h, AlignedBuffer payload) {
     TractStore* st = srv_->store_;
     TractKey key{h.blob_hi, h.blob_lo, h.tract};
@@ -185,6 +196,7 @@ class TractServer::Conn {
       }
       auto holder = std::make_shared<AlignedBuffer>(std::move(payload));
       srv_->WaitForMetaGens(h.tlt_version, [this, h, holder](bool synced) {
+        if (synced && Stale(h)) return;
         if (synced) return Execute(h, std::move(*holder));
         srv_->counters_.unsynced_rejects++;
         Reply(h.id, -EAGAIN);
@@ -201,6 +213,7 @@ class TractServer::Conn {
           Reply(h.id, r);
           return OpDone();
         }
+        if (Stale(h)) return;
         Execute(h, std::move(*holder));
       });
       return;
@@ -513,7 +526,8 @@ void TractServer::ArmUnsyncedTimer() {
       expired.push_back(std::move(unsynced_waiters_.front().resume));
       unsynced_waiters_.pop_front();
     }
-    if (!expired.empty()) {
+    if (!expired.empty() && now - unsynced_warned_ns_ >= 5'000'000'000ull) {
+      unsynced_warned_ns_ = now;
       if (!meta_gens_synced_)
         FLOG_WARN("no lease generations from meta after %u ms; refusing writes with EAGAIN until they arrive",
                   kUnsyncedWaitMs);
@@ -578,16 +592,10 @@ bool TractServer::MustRecordWriter(const RequestHeader& h) const {
 }
 
 void TractServer::RecordWriter(const RequestHeader& h, std::function<void(int)> then) {
-  const uint64_t was = store_->writers()->Get(h.blob_hi, h.blob_lo);
-  store_->writers()->RaiseAsync(loop_, h.blob_hi, h.blob_lo, h.writer_gen,
-                                [h, was, then = std::move(then)](int r) {
-                                  if (r < 0) return then(r == -ENOSPC ? r : -EIO);
-                                  FLOG_INFO("blob %016llx%016llx: writer generation %llu (was %llu); older "
-                                            "writers may no longer write it",
-                                            (unsigned long long)h.blob_hi, (unsigned long long)h.blob_lo,
-                                            (unsigned long long)h.writer_gen, (unsigned long long)was);
-                                  then(0);
-                                });
+  // (WriterGens logs each generation it records, once.)
+  store_->writers()->RaiseAsync(loop_, h.blob_hi, h.blob_lo, h.writer_gen, [then = std::move(then)](int r) {
+    then(r < 0 && r != -ENOSPC ? -EIO : r);
+  });
 }
 
 int TractServer::CheckGeneration(const RequestHeader& h) {

@@ -55,8 +55,11 @@ int WriterGens::Load() {
       else gens_[key] = rec.gen;
       continue;
     }
-    if (i + 1 == n && size % sizeof(WriterRecord) == 0) {
-      // The last append, cut short by a crash: it was never acknowledged.
+    if (i / kMaxBatch == (n - 1) / kMaxBatch) {
+      // In the file's last 4 KiB, which no group commit crosses: the last
+      // append or batch, cut short by a crash (a power loss may keep any of
+      // its sectors and not others). None of it was acknowledged: drop it
+      // from here on.
       good = i;
       break;
     }
@@ -84,9 +87,7 @@ uint64_t WriterGens::Get(uint64_t hi, uint64_t lo) const {
 
 uint64_t WriterGens::Newest(uint64_t hi, uint64_t lo) const {
   uint64_t g = Get(hi, lo);
-  const Key key{hi, lo};
-  for (const Batch* b : {&inflight_, &next_})
-    if (auto it = b->max.find(key); it != b->max.end()) g = std::max(g, it->second);
+  if (auto it = pending_.find(Key{hi, lo}); it != pending_.end()) g = std::max(g, it->second);
   return g;
 }
 
@@ -97,8 +98,16 @@ WriterRecord WriterGens::MakeRecord(uint64_t hi, uint64_t lo, uint64_t gen) {
 }
 
 void WriterGens::Apply(const WriterRecord& rec) {
-  if (rec.gen == 0) gens_.erase(std::make_pair(rec.blob_hi, rec.blob_lo));
-  else gens_[std::make_pair(rec.blob_hi, rec.blob_lo)] = rec.gen;
+  const Key key{rec.blob_hi, rec.blob_lo};
+  if (rec.gen == 0) {
+    gens_.erase(key);
+    return;
+  }
+  uint64_t& g = gens_[key];
+  FLOG_INFO("blob %016llx%016llx: writer generation %llu (was %llu); older writers may no longer write it",
+            (unsigned long long)rec.blob_hi, (unsigned long long)rec.blob_lo, (unsigned long long)rec.gen,
+            (unsigned long long)g);
+  g = rec.gen;
 }
 
 void WriterGens::Stop(int res, const char* what) {
@@ -112,9 +121,10 @@ void WriterGens::Stop(int res, const char* what) {
 int WriterGens::Append(uint64_t hi, uint64_t lo, uint64_t gen) {
   if (failed_) return failed_;
   WriterRecord rec = MakeRecord(hi, lo, gen);
-  if (busy_) {
-    // A group commit is writing at the end of the file: go after it.
-    next_.recs->push_back(rec);
+  if (busy_ || !queue_.empty()) {
+    // A group commit is writing at the end of the file: go after it (and
+    // after what is queued behind it).
+    OpenBatch().recs->push_back(rec);
     return 0;
   }
   int r = PwriteFull(fd_, &rec, sizeof rec, records_ * sizeof rec);
@@ -150,31 +160,48 @@ void WriterGens::RaiseAsync(Loop* loop, uint64_t hi, uint64_t lo, uint64_t gen, 
   if (gen <= cur) return done(0);
   const Key key{hi, lo};
   loop_ = loop;
-  // Already being written (or queued) at this generation or newer: wait for
-  // that write.
-  if (auto it = inflight_.max.find(key); busy_ && it != inflight_.max.end() && it->second >= gen) {
-    inflight_.waiters.push_back(std::move(done));
-    return;
+  // Already queued (or being written) at this generation or newer: wait for
+  // that batch.
+  if (auto it = pending_.find(key); it != pending_.end() && it->second >= gen) {
+    for (Batch& b : queue_)
+      if (auto m = b.max.find(key); m != b.max.end() && m->second >= gen) {
+        b.waiters.push_back(std::move(done));
+        return;
+      }
   }
-  if (auto it = next_.max.find(key); it == next_.max.end() || it->second < gen) {
-    if (cur == 0 && !inflight_.max.count(key) && !next_.max.count(key)) {
-      size_t fresh = 0;  // blobs new to the table among those being recorded
-      for (const Batch* b : {&inflight_, &next_})
-        for (const auto& [k, g] : b->max) fresh += !gens_.count(k);
-      if (gens_.size() + fresh >= max_blobs_) return done(-ENOSPC);
-    }
-    next_.recs->push_back(MakeRecord(hi, lo, gen));
-    next_.max[key] = gen;
-  }
-  next_.waiters.push_back(std::move(done));
+  const bool fresh = cur == 0 && !pending_.count(key);
+  if (fresh && gens_.size() + pending_fresh_ >= max_blobs_) return done(-ENOSPC);
+  Batch& b = OpenBatch();
+  b.recs->push_back(MakeRecord(hi, lo, gen));
+  b.max[key] = gen;
+  b.waiters.push_back(std::move(done));
+  pending_[key] = gen;
+  pending_fresh_ += fresh;
   if (!busy_) StartBatch();
+}
+
+WriterGens::Batch& WriterGens::OpenBatch() {
+  // The batch being written takes nothing more; a full one neither.
+  if (queue_.empty() || (busy_ && queue_.size() == 1) || queue_.back().recs->size() >= queue_.back().cap) {
+    uint64_t start = records_;
+    for (const Batch& b : queue_) start += b.recs->size();
+    queue_.emplace_back();
+    queue_.back().cap = kMaxBatch - start % kMaxBatch;
+  }
+  return queue_.back();
+}
+
+void WriterGens::RebuildPending() {
+  pending_.clear();
+  for (const Batch& b : queue_)
+    for (const auto& [k, g] : b.max) pending_[k] = std::max(pending_[k], g);
+  pending_fresh_ = 0;
+  for (const auto& [k, g] : pending_) pending_fresh_ += !gens_.count(k);
 }
 
 void WriterGens::StartBatch() {
   busy_ = true;
-  inflight_ = std::move(next_);
-  next_ = Batch{};
-  auto recs = inflight_.recs;  // the callbacks own the buffer while the kernel may use it
+  auto recs = queue_.front().recs;  // the callbacks own the buffer while the kernel may use it
   const size_t bytes = recs->size() * sizeof(WriterRecord);
   loop_->Write(fd_, recs->data(), bytes, records_ * sizeof(WriterRecord), 0,
                [this, alive = alive_, recs, bytes](int res) {
@@ -187,27 +214,31 @@ void WriterGens::StartBatch() {
                });
 }
 
+void WriterGens::FailQueued(int res) {
+  std::deque<Batch> q = std::move(queue_);
+  queue_.clear();
+  RebuildPending();
+  for (Batch& b : q)
+    for (auto& w : b.waiters) w(res);
+}
+
 void WriterGens::FinishBatch(int res) {
   busy_ = false;
-  Batch done = std::move(inflight_);
-  inflight_ = Batch{};
   if (res < 0) {
     Stop(res, "record writer generations");
-    Batch rest = std::move(next_);
-    next_ = Batch{};
-    for (auto& w : done.waiters) w(res);
-    for (auto& w : rest.waiters) w(res);
-    return;
+    return FailQueued(res);
   }
+  Batch done = std::move(queue_.front());
+  queue_.pop_front();
   syncs_++;
   records_ += done.recs->size();
   for (const WriterRecord& rec : *done.recs) Apply(rec);
-  if (next_.recs->empty() && records_ > 2 * gens_.size() + 1024) Compact();
+  RebuildPending();
+  if (queue_.empty() && records_ > 2 * gens_.size() + 1024) Compact();
   for (auto& w : done.waiters) w(0);
-  // Raises (and erases) that came meanwhile, unless a waiter started them.
-  if (!busy_ && !next_.recs->empty() && !failed_) {
-    if (loop_) StartBatch();
-  }
+  // What came meanwhile (unless a waiter started it, or stopped the table).
+  if (failed_) return FailQueued(failed_);
+  if (!busy_ && !queue_.empty()) StartBatch();
 }
 
 int WriterGens::Compact() {

@@ -31,12 +31,14 @@
 //   that error; a restart reloads the file).
 // - At most kMaxBlobs blobs are tracked; raising a new one beyond that is
 //   -ENOSPC (the request is refused, never let through unchecked).
-// - Open() accepts a torn last record (an append that a crash cut short:
-//   its request was never answered) and drops it; any other bad record is
-//   -EIO: a lost generation could let a superseded writer in.
+// - Open() accepts bad records in the file's last 4 KiB (what a crash left
+//   of the last append or group commit, which no batch crosses: none of it
+//   was answered) and drops them and what follows; a bad record before that
+//   is -EIO: a lost generation could let a superseded writer in.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -52,6 +54,7 @@ namespace flurry::tractstore {
 class WriterGens {
  public:
   static constexpr size_t kMaxBlobs = 65536;
+  static constexpr size_t kMaxBatch = 4096 / sizeof(WriterRecord);  // records per group commit
 
   // max_blobs: kMaxBlobs except in tests.
   static Result<std::unique_ptr<WriterGens>> Open(const std::string& path, size_t max_blobs = kMaxBlobs);
@@ -101,17 +104,25 @@ class WriterGens {
   uint64_t compactions_ = 0;
   uint64_t syncs_ = 0;
   std::unordered_map<Key, uint64_t, BlobHash> gens_;
-  // Group commit (RaiseAsync): the batch being written and synced, and the
-  // next one, each with its records (newest generation per blob in *_max)
-  // and the raises waiting for it.
+  // Group commit (RaiseAsync): batches in file order, the front one being
+  // written and synced while busy_. A batch never crosses a kMaxBatch-record
+  // (4 KiB) boundary of the file, so whatever a power loss during one left
+  // bad lies in the file's last 4 KiB, which Load may drop; damage anywhere
+  // before that is corruption (-EIO).
   struct Batch {
+    size_t cap = kMaxBatch;  // records it may hold: up to the next 4 KiB boundary
     std::shared_ptr<std::vector<WriterRecord>> recs = std::make_shared<std::vector<WriterRecord>>();
-    std::unordered_map<Key, uint64_t, BlobHash> max;
+    std::unordered_map<Key, uint64_t, BlobHash> max;  // newest generation per blob in it
     std::vector<std::function<void(int)>> waiters;
   };
+  void RebuildPending();
+  Batch& OpenBatch();  // the queued batch that takes the next record
+  void FailQueued(int res);
   Loop* loop_ = nullptr;
   bool busy_ = false;
-  Batch inflight_, next_;
+  std::deque<Batch> queue_;
+  std::unordered_map<Key, uint64_t, BlobHash> pending_;  // newest queued generation per blob
+  size_t pending_fresh_ = 0;  // blobs in pending_ that gens_ does not hold
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
