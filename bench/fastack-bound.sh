@@ -26,12 +26,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 flurry=$build/tools/cli/flurry disk=$build/daemon/flurry-disk
-[ -x "$flurry" ] && [ -x "$disk" ] || { echo "fastack-bound.sh: build first (meson compile -C $build)" >&2; exit 2; }
+if [ ! -x "$flurry" ] || [ ! -x "$disk" ]; then echo "fastack-bound.sh: build first (meson compile -C $build)" >&2; exit 2; fi
 command -v fio >/dev/null || { echo "fastack-bound.sh: needs fio (with the nbd engine)" >&2; exit 2; }
 W=$(mktemp -d /tmp/fastack-bound.XXXXXX)
 DISK=
 cleanup() {
-  [ -n "$DISK" ] && kill "$DISK" 2>/dev/null || true
+  if [ -n "$DISK" ]; then kill "$DISK" 2>/dev/null || true; fi
   "$flurry" cluster stop --dir "$W/c" >/dev/null 2>&1 || true
   rm -rf "$W"
 }
