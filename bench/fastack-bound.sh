@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
     --build) build=$2; shift 2 ;;
     --delay-us) delay=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '4,16p' "$0"; exit 0 ;;
     *) echo "fastack-bound.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
 done
