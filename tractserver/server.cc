@@ -139,7 +139,7 @@ class TractServer::Conn {
       invalid_status_ = 0;
       return Reply(h.id, st);
     }
-    if (h.tlt_version != 0 && h.tlt_version < srv_->tlt_version()) {
+    if (srv_->Outdated(h)) {
       srv_->counters_.stale_rejects++;
       return Reply(h.id, -ESTALE);
     }
@@ -168,15 +168,18 @@ class TractServer::Conn {
     MaybeDelete();
   }
 
-  // A request resumed after a wait whose TLT the server has learnt to be
-  // outdated meanwhile: -ESTALE (the client refreshes and retries), as at
-  // arrival. True if it replied.
-  bool Stale(const RequestHeader& h) {
-    if (h.tlt_version == 0 || h.tlt_version >= srv_->tlt_version()) return false;
-    srv_->counters_.stale_rejects++;
-    Reply(h.id, -ESTALE);
-    OpDone();
-    return true;
+  // Parks a request that must wait: the returned callable runs it again
+  // from the checks -- or, if the server has learnt meanwhile that its TLT
+  // is outdated, answers -ESTALE (the client refreshes and retries), as at
+  // arrival. The connection stays alive while the request counts in ops_.
+  std::function<void()> Park(const RequestHeader& h, AlignedBuffer payload) {
+    auto holder = std::make_shared<AlignedBuffer>(std::move(payload));
+    return [this, h, holder] {
+      if (!srv_->Outdated(h)) return Execute(h, std::move(*holder));
+      srv_->counters_.stale_rejects++;
+      Reply(h.id, -ESTALE);
+      OpDone();
+    };
   }
 
   void Execute(const RequestHeader& h, AlignedBuffer payload) {
@@ -188,16 +191,13 @@ class TractServer::Conn {
       // Until meta has told which generations it granted (before the TLT
       // this writer uses, if that is newer than the last report: this server
       // may just have joined a row), a writer cannot be judged: wait for its
-      // report (the connection stays alive while this request is counted in
-      // ops_), or give up with -EAGAIN.
+      // report, or give up with -EAGAIN.
       if (srv_->meta_gens_synced_) {
         srv_->counters_.tlt_waits++;
         if (srv_->report_wanted_) srv_->report_wanted_();
       }
-      auto holder = std::make_shared<AlignedBuffer>(std::move(payload));
-      srv_->WaitForMetaGens(h.tlt_version, [this, h, holder](bool synced) {
-        if (synced && Stale(h)) return;
-        if (synced) return Execute(h, std::move(*holder));
+      srv_->WaitForMetaGens(h.tlt_version, [this, h, resume = Park(h, std::move(payload))](bool synced) {
+        if (synced) return resume();
         srv_->counters_.unsynced_rejects++;
         Reply(h.id, -EAGAIN);
         OpDone();
@@ -207,14 +207,10 @@ class TractServer::Conn {
     if ((mutation || h.op == kOpFence) && srv_->MustRecordWriter(h)) {
       // A newer writer: record its generation durably first (group commit,
       // off the loop), then run the request again from the checks.
-      auto holder = std::make_shared<AlignedBuffer>(std::move(payload));
-      srv_->RecordWriter(h, [this, h, holder](int r) {
-        if (r < 0) {
-          Reply(h.id, r);
-          return OpDone();
-        }
-        if (Stale(h)) return;
-        Execute(h, std::move(*holder));
+      srv_->RecordWriter(h, [this, h, resume = Park(h, std::move(payload))](int r) {
+        if (r == 0) return resume();
+        Reply(h.id, r);
+        OpDone();
       });
       return;
     }

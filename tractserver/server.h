@@ -151,6 +151,10 @@ class TractServer {
   std::deque<MetaWaiter> unsynced_waiters_;  // in arrival order, so by deadline
   Loop::TimerId unsynced_timer_;
   uint64_t unsynced_warned_ns_ = 0;  // a warning every 5 s at most
+  // A request of a TLT older than the server's (0: no TLT, never outdated).
+  bool Outdated(const tractproto::RequestHeader& h) const {
+    return h.tlt_version != 0 && h.tlt_version < tlt_version();
+  }
   // True if a mutation or FENCE of TLT version v must wait for meta.
   bool MustWaitForMeta(uint64_t v) const {
     return meta_gens_required_ && (!meta_gens_synced_ || v > meta_tlt_version_);
