@@ -123,6 +123,7 @@ void LogDevice::Unpin(uint64_t phys) {
   auto it = pins_.find(phys);
   if (--it->second == 0) {
     pins_.erase(it);
+    ReleaseHeld(phys);
     if (!queue_.empty()) Pump();
   }
 }
@@ -238,7 +239,7 @@ std::string LogDevice::CountersText() const {
   kv("unmaps_logged", c_.unmaps_logged);
   kv("blocks_applied", c_.blocks_applied);
   kv("steps_skipped", c_.steps_skipped);
-  kv("alloc_waits", c_.alloc_waits);
+  kv("held_writes", c_.held_writes);
   kv("lap_waits", c_.lap_waits);
   kv("memory_waits", c_.memory_waits);
   kv("epoch_waits", c_.epoch_waits);
@@ -249,6 +250,8 @@ std::string LogDevice::CountersText() const {
   kv("early_acks", c_.early_acks);
   kv("parked_reads", c_.parked_reads);
   kv("coalesced_writes", c_.coalesced_writes);
+  kv("rmw_base_handed", c_.rmw_base_handed);
+  kv("rmw_base_late", c_.rmw_base_late);
   kv("current_epoch", cur_epoch_);
   kv("last_durable_epoch", last_durable_epoch());
   kv("buffered_bytes", ops_bytes_ + prefetch_bytes_ + copy_bytes_);

@@ -44,7 +44,11 @@
 //   can no longer be refused, so the engine fails (-EIO) instead.
 // - Writes smaller than B, or not block aligned, read the rest of their edge
 //   blocks first (from the cache, else the blob) — counted as
-//   partial_block_writes / rmw_base_* in CountersText(). A failed base read
+//   partial_block_writes / rmw_base_* in CountersText(). The blob read is
+//   started at submission when nothing queued or unapplied changes the
+//   block first; otherwise the base is handed the image of the block's
+//   newest write when that is applied (rmw_base_handed), and only if it
+//   was not is it read at admission (rmw_base_late). A failed base read
 //   fails its write (-EIO), or the engine if the write was acknowledged
 //   early.
 // - Trim() and Zero() log, for each whole block, an "unmapped" marker (a
@@ -98,10 +102,12 @@ struct LogCounters {
   uint64_t partial_block_writes = 0;  // blocks written read-before-write
   uint64_t rmw_base_cache = 0, rmw_base_blob = 0, rmw_base_zero = 0;
   uint64_t blocks_logged = 0, unmaps_logged = 0, blocks_applied = 0, steps_skipped = 0;
-  uint64_t alloc_waits = 0, lap_waits = 0, memory_waits = 0, epoch_waits = 0;
+  uint64_t held_writes = 0, lap_waits = 0, memory_waits = 0, epoch_waits = 0;
   uint64_t checkpoints = 0, checkpoint_errors = 0, write_retries = 0, errors = 0;
   uint64_t early_acks = 0, parked_reads = 0;
   uint64_t coalesced_writes = 0;  // blob writes that carried several adjacent blocks
+  uint64_t rmw_base_handed = 0;   // bases filled from a block image as it was applied
+  uint64_t rmw_base_late = 0;     // bases read from the blob only at admission
 };
 
 class LogDevice : public Engine {
@@ -194,6 +200,9 @@ class LogDevice : public Engine {
   void Pin(uint64_t phys) { pins_[phys]++; }
   void Unpin(uint64_t phys);
   bool QueuedTouches(uint64_t v) const;
+  void ForgetBase(EdgeBase& b);
+  void ReleaseHeld(uint64_t p);
+  void HandBases(const BlockOp& op);
 
   // Checkpoints (checkpoint.cc).
   struct Position {
@@ -226,6 +235,7 @@ class LogDevice : public Engine {
   LogMaps maps_;
   std::unordered_set<uint64_t> pending_free_;  // applied blocks of VStates: freed on apply
   std::unordered_map<uint64_t, uint32_t> pins_;  // physical blocks being read
+  std::unordered_map<uint64_t, BlockOp*> held_;  // allocated, not issued: p still applied or pinned
 
   // Write path state.
   LcgPermutation alloc_;  // next step to allocate
@@ -235,6 +245,7 @@ class LogDevice : public Engine {
   std::deque<std::unique_ptr<Request>> queue_;  // not yet admitted, arrival order
   std::deque<std::unique_ptr<BlockOp>> log_;    // admitted, not applied, step order
   std::unordered_map<uint64_t, VState> vstate_;
+  std::unordered_multimap<uint64_t, EdgeBase*> deferred_bases_;  // vblock -> queued base
   uint64_t ops_bytes_ = 0, prefetch_bytes_ = 0;
   uint64_t copy_bytes_ = 0;     // data of early-acked requests not yet built
   uint64_t early_queued_ = 0;   // early-acked requests in queue_

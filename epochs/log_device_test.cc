@@ -670,6 +670,96 @@ TEST(LogDevice, PartialWritesAreAcknowledgedEarlyAndReadsWaitForThem) {
   EXPECT_EQ(got, want);
 }
 
+// A partial write queued behind another write of its block takes its base
+// from that write's image when it is applied, not from a blob read at
+// admission (which would hold up every request behind it).
+TEST(LogDevice, AQueuedPartialWriteTakesItsBaseFromTheAppliedWriteBeforeIt) {
+  const uint64_t size = 16 * 65536;
+  auto g = *LogGeometry::For(size, 65536);
+  MemoryBlobIo blob(g.blob_bytes);
+  blob.set_async_reads(true);
+  auto dev = OpenDevice(Vol(size, 65536), blob);
+  ASSERT_TRUE(dev);
+  std::vector<uint8_t> a(65536, 0xaa), b(4096, 0xbb), x(4096, 0xee), c(4096, 0xcc);
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev->Write(0, 65536, a.data(), false, d); }), 0);
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev->Write(65536, 65536, a.data(), false, d); }), 0);
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev->Quiesce(d); }), 0);
+  const uint64_t reads0 = blob.reads();
+  // W1 into block 0: its base is read from the blob, then it is admitted
+  // (its block write is queued in the blob, not complete).
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev->Write(8192, 4096, b.data(), false, d); }), 0);
+  ASSERT_TRUE(blob.Step());  // the base read, the only thing queued
+  blob.set_hold_reads(true);
+  // X into block 1 waits for its base read, which the blob holds back; W2
+  // into block 0 queues behind X, its base to come from W1.
+  std::optional<int> wx, w2;
+  dev->Write(65536 + 100, 4096, x.data(), false, [&](int r) { wx = r; });
+  dev->Write(20000, 4096, c.data(), false, [&](int r) { w2 = r; });
+  ASSERT_TRUE(wx && w2);  // acknowledged early
+  blob.RunAll();          // W1's block write completes and is applied; X's read still held
+  EXPECT_EQ(dev->counters().rmw_base_handed, 1u);
+  blob.set_hold_reads(false);
+  blob.RunAll();
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev->Quiesce(d); }), 0);
+  EXPECT_EQ(dev->counters().rmw_base_late, 0u);
+  EXPECT_EQ(blob.reads() - reads0, 2u);  // W1's and X's bases only
+  std::vector<uint8_t> want(2 * 65536, 0xaa), got(2 * 65536);
+  memset(want.data() + 8192, 0xbb, 4096);
+  memset(want.data() + 20000, 0xcc, 4096);
+  memset(want.data() + 65536 + 100, 0xee, 4096);
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev->Read(0, 2 * 65536, got.data(), d); }), 0);
+  EXPECT_EQ(got, want);
+  auto dev2 = OpenDevice(Vol(size, 65536), blob);
+  ASSERT_TRUE(dev2);
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev2->Read(0, 2 * 65536, got.data(), d); }), 0);
+  EXPECT_EQ(got, want);
+}
+
+// When the walk reaches a block whose virtual block has a newer write not yet
+// applied, that step's write is held until the newer one is applied, and
+// the requests behind it are admitted meanwhile.
+TEST(LogDevice, AStepOntoABlockStillInUseHoldsOnlyItsOwnWrite) {
+  const uint64_t V = 16, size = V * 65536;
+  auto g = *LogGeometry::For(size, 65536);
+  MemoryBlobIo blob(g.blob_bytes, 7);
+  auto dev = OpenDevice(Vol(size, 65536), blob);
+  ASSERT_TRUE(dev);
+  std::vector<uint8_t> img(size);
+  auto write_all = [&](uint8_t round) {
+    for (uint64_t v = 0; v < V; ++v) {
+      std::vector<uint8_t> d(65536, static_cast<uint8_t>(round * 16 + v));
+      memcpy(img.data() + v * 65536, d.data(), d.size());
+      std::optional<int> res;
+      dev->Write(v * 65536, 65536, d.data(), false, [&](int r) { res = r; });
+      ASSERT_TRUE(res);  // whole blocks are admitted (and acknowledged) at once
+      ASSERT_EQ(*res, 0);
+    }
+  };
+  // Round 1 (steps 0-15) is durable and applied. Rounds 2-6 walk the next
+  // lap (steps 16-95) with no block write completing: rounds 2-5 take the
+  // P - V = 64 spare blocks, then round 6 comes upon round 1's blocks again,
+  // each the applied copy of a virtual block with newer writes in flight:
+  // each of its steps takes the block and holds its write. (Waiting there
+  // instead stalled the queue until a newer write was applied.)
+  write_all(1);
+  blob.RunAll();
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev->Quiesce(d); }), 0);
+  ASSERT_EQ(g.pblocks - V, 64u);
+  for (uint8_t round = 2; round <= 6; ++round) write_all(round);
+  const std::string t = dev->CountersText();
+  EXPECT_NE(t.find("queued_requests=0\n"), std::string::npos) << t;
+  EXPECT_EQ(dev->counters().held_writes, V);
+  blob.RunAll();
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev->Quiesce(d); }), 0);
+  std::vector<uint8_t> got(size);
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev->Read(0, size, got.data(), d); }), 0);
+  EXPECT_EQ(got, img);
+  auto dev2 = OpenDevice(Vol(size, 65536), blob);
+  ASSERT_TRUE(dev2);
+  ASSERT_EQ(Sync(blob, [&](auto d) { dev2->Read(0, size, got.data(), d); }), 0);
+  EXPECT_EQ(got, img);
+}
+
 TEST(LogDevice, DurableFlushWaitsForEveryEarlierWriteAndTrim) {
   const uint64_t size = 16 * 4096;
   auto g = *LogGeometry::For(size, 4096);

@@ -35,6 +35,7 @@ struct LogDevice::BlockOp {
   bool unmap = false;    // trailer-only "unmapped" marker (trim/zero)
   uint64_t step = 0, phys = 0;
   bool durable = false;
+  bool held = false;     // in held_: not issued until phys is free (allocation rule)
   int attempts = 0;
   AlignedBuffer buf;     // B data + trailer page; unmap: trailer page only
 };
@@ -46,8 +47,14 @@ struct LogDevice::EdgeBase {
   uint64_t vblock = 0;
   State state = State::kNone;
   Origin origin = Origin::kBlob;
-  uint64_t phys = 0;     // the physical block read
+  uint64_t phys = 0;     // the physical block read (or handed, see below)
   AlignedBuffer buf;     // E bytes: data + trailer, checked on arrival
+  // Not prefetched at submission because an unapplied or queued write
+  // changes the block first: registered in LogDevice::deferred_bases_, so
+  // that applying the block's newest write hands this base its image
+  // (state kReady, phys = where it was applied) instead of a blob read at
+  // admission, which would hold up the whole queue.
+  bool deferred = false;
 };
 
 // A Write/Trim/Zero: admitted whole and in arrival order.

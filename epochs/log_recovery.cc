@@ -29,12 +29,13 @@
 //   order.
 // - The skip decisions replay exactly: the writer skips step s iff perm(s)
 //   is in the map as it is after every step < s; roll-forward computes the
-//   same map, having applied exactly the steps < s. (Blocks only waited on
-//   are never skipped, and are not in that map.)
+//   same map, having applied exactly the steps < s. (Blocks whose write
+//   was held are not skipped, and are not in that map.)
 // - Every step in [c, stop) was written and is intact: a block written at a
 //   step >= c is not overwritten before a checkpoint newer than that step is
-//   durable (lap rule: the writer stays below c + P; and a block is reused
-//   only once the write that freed it is applied, i.e. durable).
+//   durable (lap rule: the writer stays below c + P; and a block is
+//   rewritten only once the write that freed it is applied, i.e. durable:
+//   a step may take it earlier, but its write is held until then).
 // - So the recovered state is the checkpoint (steps < c) plus exactly the
 //   steps in [c, stop): a prefix of all writes in arrival order. A prefix in
 //   arrival order is a prefix in epochs: with e the epoch of step `stop`,

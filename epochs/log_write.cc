@@ -9,10 +9,17 @@
 // be once every step < s is applied (the applied map, with each virtual
 // block that has admitted writes moved to its newest one). Then
 //   p in M                                   -> skip step s (no write);
-//   p not in M, but still in the applied map -> wait (its overwrite is not
-//     durable yet: reusing it could destroy the only durable copy);
-//   p not in M, being read (pinned)          -> wait;
+//   p not in M, but still in the applied map -> step s writes p, but the
+//     write is held (held_) until the write that frees p is applied: its
+//     overwrite is not durable yet, and reusing p sooner could destroy the
+//     only durable copy. That write has a lower step, so it never waits for
+//     step s;
+//   p not in M, being read (pinned)          -> step s writes p, held until
+//     the reads are done;
 //   otherwise                                -> step s writes p.
+// Holding the one write, not the allocation, keeps later requests flowing:
+// waiting at allocation stalled the whole queue for a replica round trip or
+// more several times a second under random partial-block writes.
 // A block is "in M" iff it is allocated in the applied bitmap and not in
 // pending_free_ (the applied blocks of virtual blocks with newer writes):
 // blocks of unapplied writes are never perm(s) again within P steps, and
@@ -73,9 +80,12 @@ void LogDevice::Submit(uint64_t off, uint32_t len, const uint8_t* data, bool fua
   // blob copy stays current until this request is admitted (FIFO). Before
   // queueing it: a read completing at once may pump the queue.
   for (EdgeBase& b : r->bases) {
-    if (vstate_.count(b.vblock) || maps_.block_map[b.vblock] == kUnmapped ||
-        QueuedTouches(b.vblock))
+    if (vstate_.count(b.vblock) || QueuedTouches(b.vblock)) {
+      b.deferred = true;  // HandBases() fills it when that write is applied
+      deferred_bases_.emplace(b.vblock, &b);
       continue;
+    }
+    if (maps_.block_map[b.vblock] == kUnmapped) continue;
     if (ops_bytes_ + prefetch_bytes_ + copy_bytes_ + g_.expanded > opts_.max_buffered_bytes) {
       r->base_unplanned = true;  // read at admission, one at a time: no early ack
       continue;
@@ -173,6 +183,7 @@ LogDevice::Step LogDevice::ResolveBase(EdgeBase& b, const uint8_t** src) {
     *src = b.buf.data();
     return Step::kGo;
   }
+  c_.rmw_base_late++;
   StartBaseRead(b);  // none yet, or a stale one
   if (b.state == S::kReading) return Step::kWait;
   return ResolveBase(b, src);
@@ -236,6 +247,7 @@ LogDevice::Step LogDevice::Build(Request& r) {
   }
   r.data = nullptr;  // copied into the block images
   for (EdgeBase& b : r.bases) {
+    ForgetBase(b);
     if (b.origin == EdgeBase::Origin::kCache) c_.rmw_base_cache++;
     if (b.origin == EdgeBase::Origin::kZero) c_.rmw_base_zero++;
     prefetch_bytes_ -= b.buf.size();
@@ -254,21 +266,14 @@ LogDevice::Step LogDevice::Allocate(BlockOp& op) {
       return Step::kWait;
     }
     const uint64_t p = alloc_.value();
-    if (maps_.Allocated(p)) {
-      if (pending_free_.count(p)) {
-        c_.alloc_waits++;
-        return Step::kWait;
-      }
+    if (maps_.Allocated(p) && !pending_free_.count(p)) {
       c_.steps_skipped++;
       alloc_.Advance();
       continue;
     }
-    if (pins_.count(p)) {
-      c_.alloc_waits++;
-      return Step::kWait;
-    }
     op.step = alloc_.step();
     op.phys = p;
+    op.held = maps_.Allocated(p) || pins_.count(p);
     alloc_.Advance();
     return Step::kGo;
   }
@@ -280,7 +285,10 @@ void LogDevice::Admit() {
     if (failed_ < 0 || (!r.built && Build(r) == Step::kFailed)) {
       if (r.Reading()) return;  // its buffers are in use until then
       for (size_t i = r.next_op; i < r.ops.size(); ++i) ops_bytes_ -= r.ops[i]->buf.size();
-      for (EdgeBase& b : r.bases) prefetch_bytes_ -= b.buf.size();
+      for (EdgeBase& b : r.bases) {
+        ForgetBase(b);
+        prefetch_bytes_ -= b.buf.size();
+      }
       if (r.acked_early) {
         // Acknowledged already: the write is lost, so the engine must fail.
         if (failed_ == 0) failed_ = -EIO;
@@ -311,7 +319,12 @@ void LogDevice::Admit() {
       log_.push_back(std::move(r.ops[r.next_op++]));
       if (op.unmap) c_.unmaps_logged++;
       else c_.blocks_logged++;
-      Issue(&op);
+      if (op.held) {
+        c_.held_writes++;
+        held_.emplace(op.phys, &op);
+      } else {
+        Issue(&op);
+      }
     }
     if (r.fua) fua_waiters_.push_back({r.epoch, std::move(r.done)});
     else if (r.acked_early) early_queued_--;
@@ -446,15 +459,73 @@ void LogDevice::ApplyDurable() {
     if (old != kUnmapped) {
       maps_.Clear(old);
       pending_free_.erase(old);
+      ReleaseHeld(old);
     }
     maps_.block_map[op.vblock] = op.unmap ? kUnmapped : static_cast<uint32_t>(op.phys);
     if (!op.unmap) maps_.Set(op.phys);
     auto it = vstate_.find(op.vblock);
-    if (--it->second.unapplied == 0) vstate_.erase(it);
-    else if (!op.unmap) pending_free_.insert(op.phys);
+    if (--it->second.unapplied == 0) {
+      vstate_.erase(it);
+      HandBases(op);
+    } else if (!op.unmap) {
+      pending_free_.insert(op.phys);
+    }
     ops_bytes_ -= op.buf.size();
     c_.blocks_applied++;
     log_.pop_front();
+  }
+}
+
+// Issues the write held for physical block p (see the allocation rule), if
+// any, once p is neither applied nor being read.
+void LogDevice::ReleaseHeld(uint64_t p) {
+  auto it = held_.find(p);
+  if (it == held_.end() || maps_.Allocated(p) || pins_.count(p)) return;
+  BlockOp* op = it->second;
+  held_.erase(it);
+  op->held = false;
+  Issue(op);
+}
+
+void LogDevice::ForgetBase(EdgeBase& b) {
+  if (!b.deferred) return;
+  b.deferred = false;
+  auto [lo, hi] = deferred_bases_.equal_range(b.vblock);
+  for (auto it = lo; it != hi; ++it) {
+    if (it->second == &b) {
+      deferred_bases_.erase(it);
+      return;
+    }
+  }
+}
+
+// op, the last unapplied write of its block, was just applied: its image is
+// now the block's durable contents, so the deferred bases of later queued
+// requests take a copy (within the memory bound) rather than a blob read at
+// admission. A later apply of the block hands them its image again; a base
+// that cannot take one is reset, so ResolveBase() reads it, as before. One
+// being read already (admitted at the head) is left to its read.
+void LogDevice::HandBases(const BlockOp& op) {
+  auto [lo, hi] = deferred_bases_.equal_range(op.vblock);
+  for (auto it = lo; it != hi; ++it) {
+    EdgeBase& b = *it->second;
+    if (b.state == EdgeBase::State::kReading) continue;
+    if (op.unmap) {  // reads as zeros now: ResolveBase() sees kUnmapped
+      b.state = EdgeBase::State::kNone;
+      continue;
+    }
+    if (b.buf.size() == 0) {
+      if (ops_bytes_ + prefetch_bytes_ + copy_bytes_ + g_.expanded > opts_.max_buffered_bytes) {
+        b.state = EdgeBase::State::kNone;
+        continue;
+      }
+      b.buf = AlignedBuffer(g_.expanded);
+      prefetch_bytes_ += g_.expanded;
+    }
+    memcpy(b.buf.data(), op.buf.data(), g_.block);
+    b.state = EdgeBase::State::kReady;
+    b.phys = op.phys;
+    c_.rmw_base_handed++;
   }
 }
 

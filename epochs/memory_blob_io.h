@@ -10,7 +10,7 @@
 //   set_async_reads(true) — queued like writes and served from the durable
 //   image when Step() completes them (as a network read would be). (Engines
 //   never read a range with a write in flight: they serve it from their own
-//   cache.)
+//   cache.) set_hold_reads(true) keeps queued reads back from Step().
 // - CrashImage() is what a crash right now leaves behind: the durable image
 //   plus, for each queued write, every 4 KiB chunk independently either new
 //   or old — the tract store's guarantee, and nothing stronger.
@@ -50,6 +50,8 @@ class MemoryBlobIo : public BlobIo {
     done(0);
   }
   void set_async_reads(bool on) { async_reads_ = on; }
+  // While on, Step() leaves queued reads queued (a slow read replica).
+  void set_hold_reads(bool on) { hold_reads_ = on; }
   void Write(uint64_t off, uint64_t len, const uint8_t* buf, Done done) override {
     if (off + len > data_.size()) return done(-EINVAL);
     queue_.push_back(Pending{off, std::vector<uint8_t>(buf, buf + len), true, std::move(done)});
@@ -74,8 +76,17 @@ class MemoryBlobIo : public BlobIo {
   size_t pending() const { return queue_.size(); }
   // Completes one queued operation (random order). False if none.
   bool Step() {
-    if (queue_.empty()) return false;
-    size_t i = std::uniform_int_distribution<size_t>(0, queue_.size() - 1)(rng_);
+    size_t i;
+    if (hold_reads_) {  // only queued writes and zeroes are candidates
+      std::vector<size_t> cand;
+      for (size_t k = 0; k < queue_.size(); ++k)
+        if (!queue_[k].read_buf) cand.push_back(k);
+      if (cand.empty()) return false;
+      i = cand[std::uniform_int_distribution<size_t>(0, cand.size() - 1)(rng_)];
+    } else {
+      if (queue_.empty()) return false;
+      i = std::uniform_int_distribution<size_t>(0, queue_.size() - 1)(rng_);
+    }
     Pending p = std::move(queue_[i]);
     queue_.erase(queue_.begin() + static_cast<long>(i));
     int res = 0;
@@ -130,7 +141,7 @@ class MemoryBlobIo : public BlobIo {
   std::deque<Pending> queue_;
   std::mt19937_64 rng_;
   int fail_count_ = 0, fail_err_ = 0;
-  bool async_reads_ = false;
+  bool async_reads_ = false, hold_reads_ = false;
   uint64_t writes_ = 0, reads_ = 0;
 };
 
