@@ -25,7 +25,8 @@
 //
 // Contract (Engine's, plus)
 // - Write() done(0) when the write is in the cache and its block writes are
-//   issued; FUA: a FUA write closes its epoch (as Flush() does) and replies
+//   issued, or held until their physical blocks are free (allocation rule,
+//   log_write.cc); FUA: a FUA write closes its epoch (as Flush() does) and replies
 //   only when last_durable_epoch() >= its epoch, i.e. once it and every
 //   earlier write is durable. Flush() always done(0) (prefix consistency,
 //   not durability) unless the engine has failed.

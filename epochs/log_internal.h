@@ -27,7 +27,7 @@ struct LogJoin {
 };
 
 // One expanded-block write: from admission (a step and a physical block are
-// allocated, the write is issued) until it is applied to the maps.
+// allocated, the write is issued or held) until it is applied to the maps.
 struct LogDevice::BlockOp {
   uint64_t req_id = 0;
   uint64_t vblock = 0;

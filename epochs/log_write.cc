@@ -481,6 +481,7 @@ void LogDevice::ApplyDurable() {
 void LogDevice::ReleaseHeld(uint64_t p) {
   auto it = held_.find(p);
   if (it == held_.end() || maps_.Allocated(p) || pins_.count(p)) return;
+  if (failed_ < 0) return;  // a failed engine issues nothing new
   BlockOp* op = it->second;
   held_.erase(it);
   op->held = false;
