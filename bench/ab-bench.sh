@@ -50,16 +50,11 @@ flurry=$top/build/tools/cli/flurry
 [ -x "$flurry" ] || { echo "ab-bench.sh: $flurry not found; build first (meson compile -C build)" >&2; exit 1; }
 command -v fio >/dev/null || { echo "ab-bench.sh: fio is not installed" >&2; exit 1; }
 IFS=, read -r -a job_list <<< "$jobs"
-job_args() {
-  case "$1" in
-    fsync1) echo "--rw=randwrite --bs=4k --iodepth=1 --fsync=1" ;;
-    fsync4) echo "--rw=randwrite --bs=4k --iodepth=4 --fsync=4" ;;
-    nofsync) echo "--rw=randwrite --bs=4k --iodepth=32" ;;
-    aligned) echo "--rw=randwrite --bs=64k --blockalign=64k --iodepth=4 --fsync=4" ;;
-    *) echo "ab-bench.sh: unknown job '$1'" >&2; exit 2 ;;
-  esac
-}
-for j in "${job_list[@]}"; do job_args "$j" >/dev/null; done
+# shellcheck source=bench/write-jobs.sh
+. "$top/bench/write-jobs.sh"
+for j in "${job_list[@]}"; do
+  write_job_args "$j" >/dev/null || { echo "ab-bench.sh: unknown job '$j' (try --help)" >&2; exit 2; }
+done
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/flurry-ab-XXXXXX")
 cur=''
 cleanup() { [ -n "$cur" ] && FLURRY_BIN_DIR=$cur "$flurry" cluster stop --dir "$work/c" >/dev/null 2>&1; rm -rf "$work"; }
@@ -78,7 +73,7 @@ run() {  # run LABEL BINDIR
   printf '%s:' "$label"
   for j in "${job_list[@]}"; do
     # shellcheck disable=SC2046
-    iops=$(fio --name="$j" --ioengine=nbd --uri="nbd://127.0.0.1:$port/v" $(job_args "$j") \
+    iops=$(fio --name="$j" --ioengine=nbd --uri="nbd://127.0.0.1:$port/v" $(write_job_args "$j") \
              --size=256m --runtime="$runtime" --time_based --output-format=json 2>/dev/null |
            sed -n '/^{/,$p' | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["write"]["iops"]))')
     res[$label,$j]="${res[$label,$j]:-} $iops"

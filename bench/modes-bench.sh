@@ -55,20 +55,14 @@ port=$(sed -n 's|.*nbd://127.0.0.1:\([0-9]*\)/.*|\1|p' "$work/serve.out" | head 
 [ -n "$port" ] || { echo "modes-bench.sh: flurry-disk did not start:"; cat "$work/serve.out"; exit 1; }
 
 jobs=(fsync1 fsync4 nofsync aligned)
-job_args() {
-  case "$1" in
-    fsync1) echo "--rw=randwrite --bs=4k --iodepth=1 --fsync=1" ;;
-    fsync4) echo "--rw=randwrite --bs=4k --iodepth=4 --fsync=4" ;;
-    nofsync) echo "--rw=randwrite --bs=4k --iodepth=32" ;;
-    aligned) echo "--rw=randwrite --bs=64k --blockalign=64k --iodepth=4 --fsync=4" ;;
-  esac
-}
+# shellcheck source=bench/write-jobs.sh
+. "$top/bench/write-jobs.sh"
 declare -A res
 for r in $(seq 1 "$repeat"); do
   for j in "${jobs[@]}"; do
     for m in "${modes[@]}"; do
       # shellcheck disable=SC2046
-      fio --name="$j" --ioengine=nbd --uri="nbd://127.0.0.1:$port/$m" $(job_args "$j") \
+      fio --name="$j" --ioengine=nbd --uri="nbd://127.0.0.1:$port/$m" $(write_job_args "$j") \
           --size="$size" --runtime="$runtime" --time_based --output-format=json \
           > "$work/$m-$j-$r.json" 2>/dev/null || { echo "fio failed for $m $j"; exit 1; }
       iops=$(sed -n '/^{/,$p' "$work/$m-$j-$r.json" |

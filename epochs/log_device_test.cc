@@ -715,6 +715,19 @@ TEST(LogDevice, AQueuedPartialWriteTakesItsBaseFromTheAppliedWriteBeforeIt) {
   EXPECT_EQ(got, want);
 }
 
+// Writes every 64 KiB block of dev once, block v filled with round * 16 + v,
+// into *img if given. Whole blocks are admitted (and acknowledged) at once.
+void WriteRound(LogDevice& dev, uint64_t blocks, uint8_t round, std::vector<uint8_t>* img) {
+  for (uint64_t v = 0; v < blocks; ++v) {
+    std::vector<uint8_t> d(65536, static_cast<uint8_t>(round * 16 + v));
+    if (img) memcpy(img->data() + v * 65536, d.data(), d.size());
+    std::optional<int> res;
+    dev.Write(v * 65536, 65536, d.data(), false, [&](int r) { res = r; });
+    ASSERT_TRUE(res);
+    ASSERT_EQ(*res, 0);
+  }
+}
+
 // When the walk reaches a block whose virtual block has a newer write not yet
 // applied, that step's write is held until the newer one is applied, and
 // the requests behind it are admitted meanwhile.
@@ -725,16 +738,7 @@ TEST(LogDevice, AStepOntoABlockStillInUseHoldsOnlyItsOwnWrite) {
   auto dev = OpenDevice(Vol(size, 65536), blob);
   ASSERT_TRUE(dev);
   std::vector<uint8_t> img(size);
-  auto write_all = [&](uint8_t round) {
-    for (uint64_t v = 0; v < V; ++v) {
-      std::vector<uint8_t> d(65536, static_cast<uint8_t>(round * 16 + v));
-      memcpy(img.data() + v * 65536, d.data(), d.size());
-      std::optional<int> res;
-      dev->Write(v * 65536, 65536, d.data(), false, [&](int r) { res = r; });
-      ASSERT_TRUE(res);  // whole blocks are admitted (and acknowledged) at once
-      ASSERT_EQ(*res, 0);
-    }
-  };
+  auto write_all = [&](uint8_t round) { WriteRound(*dev, V, round, &img); };
   // Round 1 (steps 0-15) is durable and applied. Rounds 2-6 walk the next
   // lap (steps 16-95) with no block write completing: rounds 2-5 take the
   // P - V = 64 spare blocks, then round 6 comes upon round 1's blocks again,
@@ -770,16 +774,7 @@ TEST(LogDevice, AStepOntoABlockBeingReadHoldsItsWriteUntilTheReadIsDone) {
   auto dev = OpenDevice(Vol(size, 65536), blob);
   ASSERT_TRUE(dev);
   std::vector<uint8_t> img1(size);
-  auto write_all = [&](uint8_t round, std::vector<uint8_t>* img) {
-    for (uint64_t v = 0; v < V; ++v) {
-      std::vector<uint8_t> d(65536, static_cast<uint8_t>(round * 16 + v));
-      if (img) memcpy(img->data() + v * 65536, d.data(), d.size());
-      std::optional<int> res;
-      dev->Write(v * 65536, 65536, d.data(), false, [&](int r) { res = r; });
-      ASSERT_TRUE(res);
-      ASSERT_EQ(*res, 0);
-    }
-  };
+  auto write_all = [&](uint8_t round, std::vector<uint8_t>* img) { WriteRound(*dev, V, round, img); };
   write_all(1, &img1);
   blob.RunAll();
   ASSERT_EQ(Sync(blob, [&](auto d) { dev->Quiesce(d); }), 0);
