@@ -254,7 +254,7 @@ std::string LogDevice::CountersText() const {
   kv("rmw_base_late", c_.rmw_base_late);
   kv("current_epoch", cur_epoch_);
   kv("last_durable_epoch", last_durable_epoch());
-  kv("buffered_bytes", ops_bytes_ + prefetch_bytes_ + copy_bytes_);
+  kv("buffered_bytes", BufferedBytes());
   kv("unapplied_blocks", log_.size());
   kv("queued_requests", queue_.size());
   kv("position", alloc_.step());

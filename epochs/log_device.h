@@ -201,6 +201,8 @@ class LogDevice : public Engine {
   void Pin(uint64_t phys) { pins_[phys]++; }
   void Unpin(uint64_t phys);
   bool QueuedTouches(uint64_t v) const;
+  // Bytes counted against opts_.max_buffered_bytes (log_device.h "Bounded memory").
+  uint64_t BufferedBytes() const { return ops_bytes_ + prefetch_bytes_ + copy_bytes_; }
   void ForgetBase(EdgeBase& b);
   void ReleaseHeld(uint64_t p);
   void HandBases(const BlockOp& op);

@@ -86,7 +86,7 @@ void LogDevice::Submit(uint64_t off, uint32_t len, const uint8_t* data, bool fua
       continue;
     }
     if (maps_.block_map[b.vblock] == kUnmapped) continue;
-    if (ops_bytes_ + prefetch_bytes_ + copy_bytes_ + g_.expanded > opts_.max_buffered_bytes) {
+    if (BufferedBytes() + g_.expanded > opts_.max_buffered_bytes) {
       r->base_unplanned = true;  // read at admission, one at a time: no early ack
       continue;
     }
@@ -114,7 +114,7 @@ void LogDevice::MaybeAckEarly(uint64_t id) {
   if (!r || r->fua || r->acked_early || r->built || r->base_unplanned) return;
   if (early_queued_ >= kMaxEarlyAcked) return;
   const uint64_t copy = r->data ? r->len : 0;
-  if (ops_bytes_ + prefetch_bytes_ + copy_bytes_ + copy > opts_.max_buffered_bytes) return;
+  if (BufferedBytes() + copy > opts_.max_buffered_bytes) return;
   if (r->epoch - last_durable_epoch() > opts_.max_unretired_epochs) return;
   if (copy) {
     r->copy.reset(new uint8_t[copy]);
@@ -516,7 +516,7 @@ void LogDevice::HandBases(const BlockOp& op) {
       continue;
     }
     if (b.buf.size() == 0) {
-      if (ops_bytes_ + prefetch_bytes_ + copy_bytes_ + g_.expanded > opts_.max_buffered_bytes) {
+      if (BufferedBytes() + g_.expanded > opts_.max_buffered_bytes) {
         b.state = EdgeBase::State::kNone;
         continue;
       }
