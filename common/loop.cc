@@ -127,6 +127,9 @@ void Loop::Fsync(int fd, bool datasync, Callback cb) {
 void Loop::Fallocate(int fd, int mode, uint64_t off, uint64_t len, Callback cb) {
   FLURRY_SUBMIT(io_uring_prep_fallocate(sqe, fd, mode, off, len));
 }
+void Loop::Unlinkat(int dirfd, const char* path, int flags, Callback cb) {
+  FLURRY_SUBMIT(io_uring_prep_unlinkat(sqe, dirfd, path, flags));
+}
 void Loop::Recv(int fd, void* buf, size_t len, Callback cb) {
   FLURRY_SUBMIT(io_uring_prep_recv(sqe, fd, buf, len, 0));
 }

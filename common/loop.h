@@ -61,6 +61,10 @@ class Loop {
   void Writev(int fd, const iovec* iov, int iovcnt, uint64_t off, int rw_flags, Callback cb);
   void Fsync(int fd, bool datasync, Callback cb);
   void Fallocate(int fd, int mode, uint64_t off, uint64_t len, Callback cb);
+  // unlinkat(2) in the kernel's async workers (freeing a large file's
+  // extents does not stall the loop). path must stay valid until cb runs;
+  // flags AT_REMOVEDIR removes a directory. Kernels before 5.11: -EINVAL.
+  void Unlinkat(int dirfd, const char* path, int flags, Callback cb);
 
   // Sockets. Send/Sendmsg use MSG_NOSIGNAL.
   void Recv(int fd, void* buf, size_t len, Callback cb);

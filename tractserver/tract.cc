@@ -43,7 +43,7 @@ bool IsZero(const uint8_t* p, size_t n) {
 
 Result<std::unique_ptr<Tract>> Tract::Open(TractStore* store, const TractKey& key,
                                            const std::string& base, uint32_t tract_size,
-                                           bool create) {
+                                           bool create, bool sync_create) {
   std::unique_ptr<Tract> t(new Tract(store, key));
   std::string meta_path = base + ".meta", data_path = base + ".data";
   t->meta_fd_ = open(meta_path.c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
@@ -54,8 +54,10 @@ Result<std::unique_ptr<Tract>> Tract::Open(TractStore* store, const TractKey& ke
   if (fstat(t->meta_fd_, &st) < 0) return Result<std::unique_ptr<Tract>>::error(-errno);
   t->tract_size_ = tract_size;
   t->nchunks_ = tract_size / kChunkSize;
-  // A zero-length meta file is a tract whose creation did not complete.
-  int r = t->LoadMeta(st.st_size == 0, key);
+  // A zero-length meta file is a tract whose creation did not complete;
+  // so is one whose header never reached the disk (UnfinishedCreation).
+  bool created = st.st_size == 0 || t->UnfinishedCreation();
+  int r = t->LoadMeta(created, key, sync_create);
   if (r < 0) return Result<std::unique_ptr<Tract>>::error(r);
   return t;
 }
@@ -65,7 +67,28 @@ Tract::~Tract() {
   if (meta_fd_ >= 0) close(meta_fd_);
 }
 
-int Tract::LoadMeta(bool created, const TractKey& key) {
+// A creation whose syncs were deferred (journal mode) and that a crash cut
+// short can leave the meta file's size durable but not its header page
+// (ext4 allocates a buffered write's block later), which then reads as
+// zeros. A checkpoint syncs the header together with any chunk entry, so
+// all-zero entries too mean nothing of this tract was ever synced: every
+// write to it is still in the journal, and recreating it loses nothing.
+// A zero header beside a written entry is damage, left to LoadMeta (-EIO).
+bool Tract::UnfinishedCreation() {
+  std::vector<uint8_t> buf(kMetaHeaderSize);
+  if (PreadFull(meta_fd_, buf.data(), buf.size(), 0, /*zero_fill_eof=*/true) < 0) return false;
+  for (uint8_t b : buf)
+    if (b) return false;
+  std::vector<ChunkEntry> ents(nchunks_);
+  if (PreadFull(meta_fd_, ents.data(), ents.size() * sizeof(ChunkEntry), kMetaHeaderSize,
+                /*zero_fill_eof=*/true) < 0)
+    return false;
+  for (const ChunkEntry& e : ents)
+    if (e.flags || e.sum[0] || e.sum[1] || e.entry_sum) return false;
+  return true;
+}
+
+int Tract::LoadMeta(bool created, const TractKey& key, bool sync_create) {
   entries_.assign(nchunks_, ChunkEntry{});
   if (created) {
     if (ftruncate(data_fd_, tract_size_) < 0) return -errno;
@@ -85,6 +108,10 @@ int Tract::LoadMeta(bool created, const TractKey& key) {
     if (r < 0) return r;
     if (ftruncate(meta_fd_, kMetaHeaderSize + static_cast<off_t>(nchunks_) * sizeof(ChunkEntry)) < 0)
       return -errno;
+    if (!sync_create) {
+      MarkDirty();  // the next checkpoint syncs both files (and the store, their directory)
+      return 0;
+    }
     if (fdatasync(meta_fd_) < 0 || fsync(data_fd_) < 0) return -errno;
     return 0;
   }

@@ -19,9 +19,14 @@ class Tract {
 
   // Opens existing files or creates them. Resolves pending chunks
   // synchronously (bounded by the writes in flight at the last crash).
+  // A new tract's files are synced at once when sync_create, else (journal
+  // mode) the tract starts dirty and the next checkpoint syncs them: every
+  // write to it is in the journal until then. A meta file whose header
+  // page reads as zeros and that has no chunk entries is a creation a crash
+  // cut short (its syncs were deferred) and is created again.
   static Result<std::unique_ptr<Tract>> Open(TractStore* store, const TractKey& key,
                                              const std::string& base, uint32_t tract_size,
-                                             bool create);
+                                             bool create, bool sync_create = true);
   ~Tract();
 
   uint32_t tract_size() const { return tract_size_; }
@@ -65,7 +70,8 @@ class Tract {
   Tract(TractStore* store, const TractKey& key) : store_(store), loop_(store->loop_), key_(key) {}
   bool Journaled(uint32_t flags) const;
   void MarkDirty();
-  int LoadMeta(bool created, const TractKey& key);
+  int LoadMeta(bool created, const TractKey& key, bool sync_create);
+  bool UnfinishedCreation();
   int ResolvePending(uint32_t c);
 
   RangeLock* Lock(uint32_t c0, uint32_t c1, bool excl, std::function<void()> on_grant);

@@ -60,6 +60,9 @@ struct StoreStats {
   uint64_t rmw = 0, checksum_errors = 0, io_errors = 0, meta_syncs = 0;
   uint64_t open_tracts = 0, torn_chunks_found = 0, pending_resolved = 0;
   uint64_t delete_waits = 0;  // journaled deletes that waited for a sync of their tracts
+  // Journal mode: tracts created without syncing on the loop, and the
+  // directory syncs that checkpoints made for them.
+  uint64_t deferred_creates = 0, dir_syncs = 0;
 };
 
 class Tract;
@@ -158,6 +161,14 @@ class TractStore {
   void FinishJournaledDelete(uint64_t hi, uint64_t lo, uint64_t seq, Done done);
   void DeleteRetrySoon(std::function<void()> fn);
   std::set<std::pair<uint64_t, uint64_t>> deleting_;  // blobs whose delete is journaled, not done
+  // Journal mode: directories with entries not yet durable (a new blob
+  // directory in tracts/, a new tract's files in its blob directory); the
+  // next checkpoint syncs them (SyncDirty) before it frees journal space.
+  std::set<std::string> unsynced_dirs_;
+  void SyncDirs(std::function<void(int)> done);
+  void CloseBlobTracts(uint64_t hi, uint64_t lo);
+  void DeleteBlobFiles(uint64_t hi, uint64_t lo, Done done);
+  int deletes_in_flight_ = 0;  // DeleteBlobFiles under way (the destructor waits)
 };
 
 }  // namespace flurry::tractstore

@@ -154,6 +154,18 @@ int WriterGens::Erase(uint64_t hi, uint64_t lo) {
   return Append(hi, lo, 0);
 }
 
+void WriterGens::EraseAsync(Loop* loop, uint64_t hi, uint64_t lo, std::function<void(int)> done) {
+  if (failed_) return done(failed_);
+  if (Newest(hi, lo) == 0) return done(0);
+  loop_ = loop;
+  // In file order after every queued raise of the blob, so it wins on
+  // reload; it joins no batch's max (a raise must not wait on an erase).
+  Batch& b = OpenBatch();
+  b.recs->push_back(MakeRecord(hi, lo, 0));
+  b.waiters.push_back(std::move(done));
+  if (!busy_) StartBatch();
+}
+
 void WriterGens::RaiseAsync(Loop* loop, uint64_t hi, uint64_t lo, uint64_t gen, std::function<void(int)> done) {
   if (failed_) return done(failed_);
   const uint64_t cur = Get(hi, lo);

@@ -21,11 +21,14 @@
 //   flurry-disk that opens 150 volumes (150 FENCEs) costs each server a few
 //   syncs, and none of them blocks its loop. Newest() includes generations
 //   being recorded (refuse older writers at once); Get() only durable ones.
+// - EraseAsync() (DELETE_BLOB) goes through the same group commit.
 // - Raise() and Erase() are blocking (an append and an fdatasync). Raise is
-//   for tests and tools only; Erase (DELETE_BLOB, journal replay) queues
-//   behind a group commit that is under way instead of writing beside it,
-//   and then is not durable at return -- which is harmless: a leftover
-//   generation of a deleted blob only refuses writers of a blob that is gone.
+//   for tests and tools only; Erase (journal replay at open) queues behind a
+//   group commit that is under way instead of writing beside it, and then
+//   is not durable at return -- which is harmless: a leftover generation of
+//   a deleted blob only refuses writers of a blob that is gone.
+// - Compaction (rewriting the live records once superseded ones pile up,
+//   every ~1,000 records) is a blocking write, fdatasync and rename.
 // - A raise completes (0) only once the new generation is durable; a failed
 //   write or sync stops the table (every later raise or erase fails with
 //   that error; a restart reloads the file).
@@ -71,8 +74,13 @@ class WriterGens {
   void RaiseAsync(Loop* loop, uint64_t hi, uint64_t lo, uint64_t gen, std::function<void(int)> done);
   // The newest generation of the blob, durable or being recorded.
   uint64_t Newest(uint64_t hi, uint64_t lo) const;
-  // Forgets the blob (DELETE_BLOB), durably.
+  // Forgets the blob (journal replay of a DELETE_BLOB), durably -- unless a
+  // group commit is under way: then queued behind it (see the contract).
   int Erase(uint64_t hi, uint64_t lo);
+  // The same through loop and the group commit (the tract server's
+  // DELETE_BLOB): done(0) once the erase is durable (at once if the blob
+  // has no generation), done(<0) if the table has stopped.
+  void EraseAsync(Loop* loop, uint64_t hi, uint64_t lo, std::function<void(int)> done);
 
   size_t size() const { return gens_.size(); }
   uint64_t records() const { return records_; }
