@@ -22,6 +22,11 @@
 //   keep_alloc); partial chunks are zeroed by read-modify-write.
 // - Crash safety: see tract_format.h. kill -9 at any moment leaves every
 //   completed write readable and every chunk old-or-new.
+// - Nothing syncs on the loop while serving with a journal: a new tract's
+//   files and directory entries are synced by the next checkpoint (every
+//   write to it is in the journal until then), and DeleteBlob unlinks
+//   through io_uring. Without a journal, creating a tract blocks for its
+//   syncs.
 // - Sizes are validated by tractproto::ValidateRequest before they get here.
 #pragma once
 
@@ -103,6 +108,8 @@ class TractStore {
   void ChunkSums(const TractKey& key, uint32_t tract_size, ReadDone done);
   // Deletes every tract of a blob. Waits up to 2 s for IO in flight on it
   // (an acknowledged write may still be applying), then fails with -EBUSY.
+  // done(0) once the files, the directory and the blob's writer generation
+  // are gone durably; the blob refuses IO (-ENOENT) until then.
   void DeleteBlob(uint64_t hi, uint64_t lo, Done done);
   // Tracts stored here, for one blob or (hi == lo == 0) all blobs.
   std::vector<tractproto::TractEntry> ListTracts(uint64_t hi, uint64_t lo);
