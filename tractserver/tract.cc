@@ -43,7 +43,7 @@ bool IsZero(const uint8_t* p, size_t n) {
 
 Result<std::unique_ptr<Tract>> Tract::Open(TractStore* store, const TractKey& key,
                                            const std::string& base, uint32_t tract_size,
-                                           bool create, bool sync_create) {
+                                           bool create, bool sync_create, bool* created_out) {
   std::unique_ptr<Tract> t(new Tract(store, key));
   std::string meta_path = base + ".meta", data_path = base + ".data";
   t->meta_fd_ = open(meta_path.c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
@@ -56,9 +56,10 @@ Result<std::unique_ptr<Tract>> Tract::Open(TractStore* store, const TractKey& ke
   t->nchunks_ = tract_size / kChunkSize;
   // A zero-length meta file is a tract whose creation did not complete;
   // so is one whose header never reached the disk (UnfinishedCreation).
-  bool created = st.st_size == 0 || t->UnfinishedCreation();
+  bool created = st.st_size == 0 || t->UnfinishedCreation(static_cast<uint64_t>(st.st_size));
   int r = t->LoadMeta(created, key, sync_create);
   if (r < 0) return Result<std::unique_ptr<Tract>>::error(r);
+  if (created_out) *created_out = created;
   return t;
 }
 
@@ -73,18 +74,16 @@ Tract::~Tract() {
 // zeros. A checkpoint syncs the header together with any chunk entry, so
 // all-zero entries too mean nothing of this tract was ever synced: every
 // write to it is still in the journal, and recreating it loses nothing.
-// A zero header beside a written entry is damage, left to LoadMeta (-EIO).
-bool Tract::UnfinishedCreation() {
-  std::vector<uint8_t> buf(kMetaHeaderSize);
-  if (PreadFull(meta_fd_, buf.data(), buf.size(), 0, /*zero_fill_eof=*/true) < 0) return false;
+// A zero header beside a written entry is damage, left to LoadMeta (-EIO);
+// so is a file of another size than this tract size's (the request's size
+// is not the file's: recreating at it would truncate a real tract).
+bool Tract::UnfinishedCreation(uint64_t file_size) {
+  const uint64_t want = kMetaHeaderSize + static_cast<uint64_t>(nchunks_) * sizeof(ChunkEntry);
+  if (file_size != want) return false;
+  std::vector<uint8_t> buf(want);
+  if (PreadFull(meta_fd_, buf.data(), buf.size(), 0, /*zero_fill_eof=*/false) < 0) return false;
   for (uint8_t b : buf)
     if (b) return false;
-  std::vector<ChunkEntry> ents(nchunks_);
-  if (PreadFull(meta_fd_, ents.data(), ents.size() * sizeof(ChunkEntry), kMetaHeaderSize,
-                /*zero_fill_eof=*/true) < 0)
-    return false;
-  for (const ChunkEntry& e : ents)
-    if (e.flags || e.sum[0] || e.sum[1] || e.entry_sum) return false;
   return true;
 }
 
@@ -109,6 +108,7 @@ int Tract::LoadMeta(bool created, const TractKey& key, bool sync_create) {
     if (ftruncate(meta_fd_, kMetaHeaderSize + static_cast<off_t>(nchunks_) * sizeof(ChunkEntry)) < 0)
       return -errno;
     if (!sync_create) {
+      header_unsynced_ = true;
       MarkDirty();  // the next checkpoint syncs both files (and the store, their directory)
       return 0;
     }
@@ -203,8 +203,13 @@ std::vector<uint8_t> Tract::Bitmap(uint32_t c0, uint32_t c1) const {
 Tract::RangeLock* Tract::Lock(uint32_t c0, uint32_t c1, bool excl, std::function<void()> on_grant) {
   locks_.push_back(RangeLock{c0, c1, excl, false, std::move(on_grant)});
   RangeLock* l = &locks_.back();
-  for (auto it = locks_.begin(); &*it != l; ++it)
-    if (Conflicts(*it, *l)) return l;
+  for (auto it = locks_.begin(); &*it != l; ++it) {
+    if (!Conflicts(*it, *l)) continue;
+    // Perhaps a write whose apply waits in the store's batch: send it now
+    // rather than make this one wait for the batch's timer.
+    if (deferred_applies_ > 0) store_->FlushApplies();
+    return l;
+  }
   l->granted = true;
   // Always deferred, so the caller has stored the returned pointer first.
   loop_->Post(std::move(l->on_grant));
@@ -443,7 +448,15 @@ void Tract::StartWrite(WriteOp* op) {
           std::exchange(op->done, nullptr)(0);
           MarkDirty();
           DeferEntries(op->c0, op->c1);
-          WriteData(op, 0);
+          if (store_->opts_.apply_delay_us == 0) return WriteData(op, 0);
+          ++deferred_applies_;
+          uint64_t bytes = 0;
+          for (auto [a, b] : op->runs) bytes += static_cast<uint64_t>(b - a) * kChunkSize;
+          store_->DeferApply(data_fd_, static_cast<uint64_t>(op->runs[0].first) * kChunkSize, bytes,
+                             [this, op] {
+                               --deferred_applies_;
+                               WriteData(op, 0);
+                             });
         });
       }
       return;
@@ -576,6 +589,21 @@ void Tract::MarkDirty() {
 }
 
 void Tract::Sync(Done done) {
+  if (header_unsynced_) {
+    // First the header alone (see header_unsynced_), then as usual.
+    ++syncing_;
+    return loop_->Fsync(meta_fd_, true, [this, done = std::move(done)](int r) mutable {
+      --syncing_;
+      if (r < 0) {
+        store_->stats_.io_errors++;
+        dirty_ = false;
+        MarkDirty();  // still unsynced (the journal stops on a failed sync)
+        return done(r);
+      }
+      header_unsynced_ = false;
+      Sync(std::move(done));
+    });
+  }
   int fr = FlushEntries();
   if (fr < 0) {
     store_->stats_.io_errors++;
@@ -598,6 +626,10 @@ void Tract::Sync(Done done) {
 }
 
 int Tract::SyncBlocking() {
+  if (header_unsynced_) {
+    if (fdatasync(meta_fd_) < 0) return -errno;
+    header_unsynced_ = false;
+  }
   int r = FlushEntries();
   if (r < 0) return r;
   if (fdatasync(meta_fd_) < 0 || fsync(data_fd_) < 0) return -errno;

@@ -26,7 +26,8 @@ class Tract {
   // cut short (its syncs were deferred) and is created again.
   static Result<std::unique_ptr<Tract>> Open(TractStore* store, const TractKey& key,
                                              const std::string& base, uint32_t tract_size,
-                                             bool create, bool sync_create = true);
+                                             bool create, bool sync_create = true,
+                                             bool* created = nullptr);
   ~Tract();
 
   uint32_t tract_size() const { return tract_size_; }
@@ -71,7 +72,7 @@ class Tract {
   bool Journaled(uint32_t flags) const;
   void MarkDirty();
   int LoadMeta(bool created, const TractKey& key, bool sync_create);
-  bool UnfinishedCreation();
+  bool UnfinishedCreation(uint64_t file_size);
   int ResolvePending(uint32_t c);
 
   RangeLock* Lock(uint32_t c0, uint32_t c1, bool excl, std::function<void()> on_grant);
@@ -101,6 +102,10 @@ class Tract {
   Loop* loop_;
   TractKey key_;
   bool dirty_ = false;  // written since the last journal checkpoint synced it
+  // Created with deferred syncs and its header not yet synced: the first
+  // Sync makes the header durable before any chunk entry can be written,
+  // so no crash leaves entries beside a zero header (which reads as damage).
+  bool header_unsynced_ = false;
   int syncing_ = 0;
   int data_fd_ = -1;
   uint32_t meta_lo_ = ~0u, meta_hi_ = 0;  // entries changed, not yet in the meta file
@@ -109,6 +114,7 @@ class Tract {
   uint32_t nchunks_ = 0;
   std::vector<ChunkEntry> entries_;
   std::list<RangeLock> locks_;
+  uint32_t deferred_applies_ = 0;  // writes of this tract in the store's apply batch
   int active_ops_ = 0;
   // Group commit of meta fdatasync.
   bool sync_in_flight_ = false;

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -57,6 +58,7 @@ TractStore::~TractStore() {
   // A DeleteBlob still waiting for IO is dropped: its caller is going away.
   for (auto id : delete_timers_) loop_->CancelTimer(id);
   delete_timers_.clear();
+  FlushApplies();
   // In-flight IO (a background checkpoint's syncs and superblock write, a
   // batch write and the tract writes it releases) has callbacks into this
   // store, its journal and its tracts: let it finish first. A stopped loop
@@ -111,12 +113,13 @@ Result<Tract*> TractStore::Get(const TractKey& key, uint32_t tract_size, bool cr
     int r = MkdirDurable(dir, opts_.dir + "/tracts");
     if (r < 0) return Result<Tract*>::error(r);
   }
-  struct stat st;
-  bool existed = stat((base + ".meta").c_str(), &st) == 0;
   const bool sync_create = journal_ == nullptr;
-  auto t = Tract::Open(this, key, base, tract_size, create, sync_create);
+  bool created = false;
+  auto t = Tract::Open(this, key, base, tract_size, create, sync_create, &created);
   if (!t) return Result<Tract*>::error(t.err());
-  if (!existed) {
+  if (created) {
+    // (Also a creation that failed earlier, or that a crash cut short: its
+    // entry may not be durable either.)
     if (sync_create) {
       int r = FsyncDir(dir);
       if (r < 0) return Result<Tract*>::error(r);
@@ -234,6 +237,7 @@ void TractStore::DeleteBlobWhenIdle(uint64_t hi, uint64_t lo, uint64_t deadline_
   // Another delete of this blob is in the journal: wait for it to finish
   // (its own wait has no deadline, so this one's 2 s start afterwards).
   const bool joining = deleting_.count({hi, lo}) != 0;
+  if (!joining && BlobIoBusy(hi, lo)) FlushApplies();  // its tracts' waiting applies, now
   if (joining || BlobIoBusy(hi, lo)) {
     if (joining) deadline_ns = Loop::NowNs() + 2000000000ull;
     else if (Loop::NowNs() >= deadline_ns) return done(-EBUSY);
@@ -268,6 +272,7 @@ void TractStore::DeleteBlobWhenIdle(uint64_t hi, uint64_t lo, uint64_t deadline_
 // store goes away first, the record is not marked applied, and the next
 // open replays it.
 void TractStore::FinishJournaledDelete(uint64_t hi, uint64_t lo, uint64_t seq, Done done) {
+  if (BlobIoBusy(hi, lo)) FlushApplies();
   if (BlobIoBusy(hi, lo)) {
     stats_.delete_waits++;
     return DeleteRetrySoon([this, hi, lo, seq, done = std::move(done)]() mutable {
@@ -345,14 +350,25 @@ void TractStore::DeleteBlobFiles(uint64_t hi, uint64_t lo, Done done) {
     });
   };
   if (st->files.empty()) return after_files();
+  // At most kUnlinksInFlight at a time: a large blob must not spawn a
+  // kernel worker per file.
   st->left = st->files.size();
-  for (size_t i = 0; i < st->files.size(); ++i) {
-    loop_->Unlinkat(AT_FDCWD, st->files[i].c_str(), 0, [st, i, after_files](int r) {
+  auto next = std::make_shared<std::function<void()>>();
+  auto issued = std::make_shared<size_t>(0);
+  *next = [this, st, next, issued, after_files] {
+    size_t i = (*issued)++;
+    loop_->Unlinkat(AT_FDCWD, st->files[i].c_str(), 0, [st, i, next, issued, after_files](int r) {
       if (r == -EINVAL) r = unlink(st->files[i].c_str()) < 0 ? -errno : 0;  // kernel without IORING_OP_UNLINKAT
       if (r < 0 && r != -ENOENT && st->err == 0) st->err = r;
-      if (--st->left == 0) after_files();
+      if (*issued < st->files.size()) (*next)();
+      if (--st->left == 0) {
+        *next = nullptr;  // breaks the cycle next -> lambda -> next
+        after_files();
+      }
     });
-  }
+  };
+  constexpr size_t kUnlinksInFlight = 8;
+  for (size_t k = 0; k < std::min(kUnlinksInFlight, st->files.size()); ++k) (*next)();
 }
 
 // Blocking; journal replay at open only (DeleteBlobFiles while serving).
@@ -468,7 +484,42 @@ void TractStore::SyncDirty(std::function<void(int)> done) {
 
 void TractStore::Checkpoint(Done done) {
   if (!journal_) return done(0);
+  FlushApplies();
   journal_->Checkpoint(std::move(done));
+}
+
+void TractStore::DeferApply(int fd, uint64_t off, uint64_t bytes, std::function<void()> go) {
+  applies_.push_back(DeferredApply{fd, off, std::move(go)});
+  apply_bytes_ += bytes;
+  stats_.applies_deferred++;
+  // A full batch goes now: bounded memory, and the journal (whose space
+  // these records hold until applied) never waits on the timer for it.
+  const uint64_t cap = std::min<uint64_t>(8ull << 20, journal_ ? journal_->size() / 8 : 0);
+  if (apply_bytes_ >= cap) return FlushApplies();
+  if (!apply_timer_armed_) {
+    apply_timer_armed_ = true;
+    apply_timer_ = loop_->AddTimer(static_cast<uint64_t>(opts_.apply_delay_us) * 1000, [this] {
+      apply_timer_armed_ = false;
+      FlushApplies();
+    });
+  }
+}
+
+void TractStore::FlushApplies() {
+  if (apply_timer_armed_) {
+    loop_->CancelTimer(apply_timer_);
+    apply_timer_armed_ = false;
+  }
+  if (applies_.empty()) return;
+  std::vector<DeferredApply> all;
+  all.swap(applies_);
+  apply_bytes_ = 0;
+  stats_.apply_flushes++;
+  // In file order: the block layer merges adjacent writes of one submission.
+  std::sort(all.begin(), all.end(), [](const DeferredApply& a, const DeferredApply& b) {
+    return a.fd != b.fd ? a.fd < b.fd : a.off < b.off;
+  });
+  for (auto& a : all) a.go();
 }
 
 int TractStore::Close() { return journal_ ? journal_->Close() : 0; }

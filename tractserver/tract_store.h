@@ -22,11 +22,16 @@
 //   keep_alloc); partial chunks are zeroed by read-modify-write.
 // - Crash safety: see tract_format.h. kill -9 at any moment leaves every
 //   completed write readable and every chunk old-or-new.
-// - Nothing syncs on the loop while serving with a journal: a new tract's
-//   files and directory entries are synced by the next checkpoint (every
-//   write to it is in the journal until then), and DeleteBlob unlinks
-//   through io_uring. Without a journal, creating a tract blocks for its
-//   syncs.
+// - With a journal, creating a tract does not sync on the loop: its files
+//   and directory entries are synced by the next checkpoint (every write
+//   to it is in the journal until then), and DeleteBlob unlinks and syncs
+//   through io_uring. Still blocking: reopening a tract with pending or
+//   torn entries (it settles them), the writer table's rare compaction,
+//   and, without a journal, a creation's syncs.
+// - With a journal, an acknowledged write's copy into its tract file waits
+//   up to Options::apply_delay_us in a store-wide batch (its chunks stay
+//   locked meanwhile; IO that wants them, a checkpoint or a full batch
+//   sends it at once).
 // - Sizes are validated by tractproto::ValidateRequest before they get here.
 #pragma once
 
@@ -68,6 +73,9 @@ struct StoreStats {
   // Journal mode: tracts created without syncing on the loop, and the
   // directory syncs that checkpoints made for them.
   uint64_t deferred_creates = 0, dir_syncs = 0;
+  // Journal mode: applies that waited (apply_delay_us), and the flushes
+  // that sent them.
+  uint64_t applies_deferred = 0, apply_flushes = 0;
 };
 
 class Tract;
@@ -81,6 +89,11 @@ class TractStore {
     // every write then syncs its tract files itself. An existing journal
     // keeps its size (and is replayed even when this is 0).
     uint64_t journal_size = 0;
+    // Journal mode: an acknowledged write's copy into its tract file waits
+    // up to this long to go out with the others (sorted, so adjacent ones
+    // merge), unless IO of its chunks, a checkpoint or a full batch wants
+    // it sooner. 0 = at once. Its data is durable in the journal meanwhile.
+    uint32_t apply_delay_us = 5000;
   };
   using Done = std::function<void(int res)>;
   struct ReadResult {
@@ -114,6 +127,8 @@ class TractStore {
   // Tracts stored here, for one blob or (hi == lo == 0) all blobs.
   std::vector<tractproto::TractEntry> ListTracts(uint64_t hi, uint64_t lo);
 
+  // Sends every waiting apply now (shutdown).
+  void FlushApplies();
   // Clean shutdown: checkpoints the journal, so the next open replays
   // nothing. Safe to skip (a crash is handled the same way, by replay).
   int Close();
@@ -176,6 +191,17 @@ class TractStore {
   void CloseBlobTracts(uint64_t hi, uint64_t lo);
   void DeleteBlobFiles(uint64_t hi, uint64_t lo, Done done);
   int deletes_in_flight_ = 0;  // DeleteBlobFiles under way (the destructor waits)
+  // Applies waiting to go out together (Options::apply_delay_us).
+  struct DeferredApply {
+    int fd;
+    uint64_t off;
+    std::function<void()> go;
+  };
+  void DeferApply(int fd, uint64_t off, uint64_t bytes, std::function<void()> go);
+  std::vector<DeferredApply> applies_;
+  uint64_t apply_bytes_ = 0;
+  Loop::TimerId apply_timer_;
+  bool apply_timer_armed_ = false;
 };
 
 }  // namespace flurry::tractstore

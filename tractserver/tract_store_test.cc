@@ -525,6 +525,18 @@ TEST_P(StoreTest, NewTractsAreSyncedByTheNextCheckpointAndACrashBeforeItLosesNot
   store_->Read(k1, kTract, 0, 4096, false, [&](int r, TractStore::ReadResult) { res = r; done = true; });
   Wait(&done);
   EXPECT_EQ(res, -EIO);
+  // Nor is a zero meta file of another tract size than the request's: a
+  // request with a smaller size must not truncate the tract to it.
+  store_.reset();
+  zero_meta();
+  const auto data_size = std::filesystem::file_size(dir_ + "/tracts/00000000000000010000000000000002/3.data");
+  Reopen();
+  done = false;
+  res = 1;
+  store_->StatTract(k1, kTract / 2, [&](int r, TractStore::ReadResult) { res = r; done = true; });
+  Wait(&done);
+  EXPECT_EQ(res, -EIO);
+  EXPECT_EQ(std::filesystem::file_size(dir_ + "/tracts/00000000000000010000000000000002/3.data"), data_size);
 }
 
 // DeleteBlob removes the files through io_uring and answers only once the
@@ -553,7 +565,11 @@ TEST_P(StoreTest, DeleteAnswersOnceTheFilesAndTheGenerationAreGone) {
     EXPECT_EQ((*w)->Get(1, 2), 0u) << "the erase must be durable when the delete is answered";
   });
   // Meanwhile the blob refuses IO, and other blobs are served.
-  std::vector<uint8_t> out;
+  int refused = 1;
+  AlignedBuffer wb(4096);
+  wb.zero();
+  store_->Write(k1, kTract, 0, 4096, std::move(wb), 0, [&](int r) { refused = r; });
+  EXPECT_EQ(refused, -ENOENT);
   bool rd = false;
   int rres = 1;
   store_->Read(other, kTract, 0, 4096, false, [&](int r, TractStore::ReadResult) { rres = r; rd = true; });

@@ -168,13 +168,19 @@ void WriterGens::EraseAsync(Loop* loop, uint64_t hi, uint64_t lo, std::function<
 
 void WriterGens::RaiseAsync(Loop* loop, uint64_t hi, uint64_t lo, uint64_t gen, std::function<void(int)> done) {
   if (failed_) return done(failed_);
-  const uint64_t cur = Get(hi, lo);
-  if (gen <= cur) return done(0);
   const Key key{hi, lo};
+  // An erase of the blob in the queue would undo what is durable now or
+  // queued before it: then only a record after it will do.
+  bool erase_queued = false;
+  for (const Batch& b : queue_)
+    for (const WriterRecord& r : *b.recs)
+      erase_queued |= r.gen == 0 && r.blob_hi == hi && r.blob_lo == lo;
+  const uint64_t cur = erase_queued ? 0 : Get(hi, lo);
+  if (gen <= cur) return done(0);
   loop_ = loop;
   // Already queued (or being written) at this generation or newer: wait for
   // that batch.
-  if (auto it = pending_.find(key); it != pending_.end() && it->second >= gen) {
+  if (auto it = pending_.find(key); !erase_queued && it != pending_.end() && it->second >= gen) {
     for (Batch& b : queue_)
       if (auto m = b.max.find(key); m != b.max.end() && m->second >= gen) {
         b.waiters.push_back(std::move(done));

@@ -233,6 +233,27 @@ TEST_F(WriterGensTest, AsyncRaisesShareRecordsAndErasesQueueBehind) {
   EXPECT_EQ(w->Get(2, 2), 0u);
 }
 
+// An async erase queued behind a group commit, then a raise of the same
+// blob: the raise is recorded after the erase, not answered by the
+// generation the erase is about to remove.
+TEST_F(WriterGensTest, ARaiseAfterAQueuedEraseIsRecordedAfterIt) {
+  auto loop = Loop::Create(64);
+  ASSERT_TRUE(loop.ok());
+  auto w = Open();
+  ASSERT_EQ(w->Raise(3, 3, 9), 0);
+  std::vector<int> res;
+  w->RaiseAsync(loop->get(), 1, 1, 5, [&](int r) { res.push_back(r); });  // a group commit under way
+  w->EraseAsync(loop->get(), 3, 3, [&](int r) { res.push_back(r); });
+  w->RaiseAsync(loop->get(), 3, 3, 4, [&](int r) { res.push_back(r); });  // older than 9, but 9 is going
+  for (int i = 0; i < 1000 && res.size() < 3; ++i) (*loop)->RunOnce(100);
+  EXPECT_EQ(res, (std::vector<int>{0, 0, 0}));
+  EXPECT_EQ(w->Get(3, 3), 4u);
+  w.reset();
+  w = Open();
+  EXPECT_EQ(w->Get(3, 3), 4u);
+  EXPECT_EQ(w->Get(1, 1), 5u);
+}
+
 TEST_F(WriterGensTest, AsyncBlobCountIsBoundedCountingRecordsInFlight) {
   auto loop = Loop::Create(64);
   ASSERT_TRUE(loop.ok());
