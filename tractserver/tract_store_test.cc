@@ -588,6 +588,35 @@ TEST_P(StoreTest, DeleteAnswersOnceTheFilesAndTheGenerationAreGone) {
   EXPECT_EQ(store_->writers()->Get(1, 2), 0u);
 }
 
+// With a journal, applies wait in a batch (here up to 2 s): the writes are
+// answered at once, and a read of their chunks sends the batch at once
+// instead of waiting out the delay; what the read returns is the new data.
+TEST_P(StoreTest, WaitingAppliesGoOutWhenTheirChunksAreRead) {
+  if (!GetParam()) GTEST_SKIP() << "journal only";
+  store_.reset();
+  store_ = std::move(TractStore::Open(loop_.get(), {dir_, 8, GetParam(), 2000000}).value());
+  auto a = Pattern(8192, 4), b = Pattern(4096, 5);
+  ASSERT_EQ(Write(0, a), 0);
+  ASSERT_EQ(Write(65536, b), 0);
+  EXPECT_EQ(store_->stats().applies_deferred, 2u);
+  EXPECT_EQ(store_->stats().apply_flushes, 0u);
+  const uint64_t t0 = Loop::NowNs();
+  std::vector<uint8_t> out;
+  ASSERT_EQ(Read(0, 8192, &out), 0);
+  EXPECT_LT(Loop::NowNs() - t0, 1000000000ull) << "the read waited for the batch's timer";
+  EXPECT_EQ(out, a);
+  EXPECT_EQ(store_->stats().apply_flushes, 1u);
+  ASSERT_EQ(Read(65536, 4096, &out), 0);
+  EXPECT_EQ(out, b);
+  // A restart right after a write (the store sends its batch on the way
+  // out; after a crash the journal's replay would).
+  ASSERT_EQ(Write(4096, b), 0);
+  store_.reset();
+  Reopen();
+  ASSERT_EQ(Read(0, 8192, &out), 0);
+  EXPECT_EQ(std::vector<uint8_t>(out.begin() + 4096, out.end()), b);
+}
+
 // Many concurrent writes to several tracts through a 1 MiB journal: group
 // commit, checkpoints, laps around the ring and waits for space, then a
 // crash; everything acknowledged must read back.
