@@ -93,6 +93,8 @@ class Loop {
   bool RunOnce(int timeout_ms);
 
   static uint64_t NowNs();
+  // Stop() has taken effect: nothing more runs (callbacks, timers, posts).
+  bool stopped() const { return stop_; }
 
  private:
   struct Op;

@@ -452,11 +452,18 @@ void Tract::StartWrite(WriteOp* op) {
           ++deferred_applies_;
           uint64_t bytes = 0;
           for (auto [a, b] : op->runs) bytes += static_cast<uint64_t>(b - a) * kChunkSize;
-          store_->DeferApply(data_fd_, static_cast<uint64_t>(op->runs[0].first) * kChunkSize, bytes,
-                             [this, op] {
-                               --deferred_applies_;
-                               WriteData(op, 0);
-                             });
+          store_->DeferApply(
+              data_fd_, static_cast<uint64_t>(op->runs[0].first) * kChunkSize, bytes,
+              [this, op] {
+                --deferred_applies_;
+                WriteData(op, 0);
+              },
+              [this, op] {
+                --deferred_applies_;
+                Unlock(op->lock);
+                --active_ops_;
+                delete op;
+              });
         });
       }
       return;

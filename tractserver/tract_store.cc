@@ -58,7 +58,17 @@ TractStore::~TractStore() {
   // A DeleteBlob still waiting for IO is dropped: its caller is going away.
   for (auto id : delete_timers_) loop_->CancelTimer(id);
   delete_timers_.clear();
-  FlushApplies();
+  if (loop_->stopped()) {
+    // Nothing would complete: forget the waiting applies (not marked
+    // applied, so the next open replays them from the journal).
+    if (apply_timer_armed_) loop_->CancelTimer(apply_timer_);
+    apply_timer_armed_ = false;
+    std::vector<DeferredApply> all;
+    all.swap(applies_);
+    for (auto& a : all) a.drop();
+  } else {
+    FlushApplies();
+  }
   // In-flight IO (a background checkpoint's syncs and superblock write, a
   // batch write and the tract writes it releases) has callbacks into this
   // store, its journal and its tracts: let it finish first. A stopped loop
@@ -488,8 +498,9 @@ void TractStore::Checkpoint(Done done) {
   journal_->Checkpoint(std::move(done));
 }
 
-void TractStore::DeferApply(int fd, uint64_t off, uint64_t bytes, std::function<void()> go) {
-  applies_.push_back(DeferredApply{fd, off, std::move(go)});
+void TractStore::DeferApply(int fd, uint64_t off, uint64_t bytes, std::function<void()> go,
+                            std::function<void()> drop) {
+  applies_.push_back(DeferredApply{fd, off, std::move(go), std::move(drop)});
   apply_bytes_ += bytes;
   stats_.applies_deferred++;
   // A full batch goes now: bounded memory, and the journal (whose space

@@ -195,9 +195,10 @@ class TractStore {
   struct DeferredApply {
     int fd;
     uint64_t off;
-    std::function<void()> go;
+    std::function<void()> go;    // sends it
+    std::function<void()> drop;  // forgets it (a stopped loop; the journal keeps it for replay)
   };
-  void DeferApply(int fd, uint64_t off, uint64_t bytes, std::function<void()> go);
+  void DeferApply(int fd, uint64_t off, uint64_t bytes, std::function<void()> go, std::function<void()> drop);
   std::vector<DeferredApply> applies_;
   uint64_t apply_bytes_ = 0;
   Loop::TimerId apply_timer_;
