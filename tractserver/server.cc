@@ -654,6 +654,10 @@ std::string TractServer::StatsText() const {
   kv("delete_waits", s.delete_waits);
   kv("open_tracts", s.open_tracts);
   kv("torn_chunks_found", s.torn_chunks_found);
+  kv("deferred_creates", s.deferred_creates);
+  kv("dir_syncs", s.dir_syncs);
+  kv("applies_deferred", s.applies_deferred);
+  kv("apply_flushes", s.apply_flushes);
   if (const auto* j = store_->journal()) {
     const auto& js = j->stats();
     kv("journal_size", j->size());
