@@ -349,11 +349,7 @@ void TractStore::DeleteBlobFiles(uint64_t hi, uint64_t lo, Done done) {
     loop_->Unlinkat(AT_FDCWD, st->dir.c_str(), AT_REMOVEDIR, [this, st, erase_gen, finish](int r) {
       if (r == -EINVAL) r = rmdir(st->dir.c_str()) < 0 ? -errno : 0;  // kernel without IORING_OP_UNLINKAT
       if (r < 0) return finish(r);
-      int fd = open((opts_.dir + "/tracts").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (fd < 0) return finish(-errno);
-      stats_.dir_syncs++;
-      loop_->Fsync(fd, /*datasync=*/false, [fd, erase_gen, finish](int r2) {
-        close(fd);
+      FsyncDirAsync(opts_.dir + "/tracts", [erase_gen, finish](int r2) {
         if (r2 < 0) return finish(r2);
         erase_gen();
       });
@@ -451,18 +447,19 @@ void TractStore::SyncDirs(std::function<void(int)> done) {
     }
     if (--st->left == 0) st->done(st->err);
   };
-  for (size_t i = 0; i < dirs->size(); ++i) {
-    int fd = open((*dirs)[i].c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-      finish(i, -errno);
-      continue;
-    }
-    stats_.dir_syncs++;
-    loop_->Fsync(fd, /*datasync=*/false, [fd, i, finish](int r) {
-      close(fd);
-      finish(i, r);
-    });
-  }
+  for (size_t i = 0; i < dirs->size(); ++i) FsyncDirAsync((*dirs)[i], [i, finish](int r) { finish(i, r); });
+}
+
+// FsyncDir through io_uring (the open is a path lookup; the sync is not on
+// the loop).
+void TractStore::FsyncDirAsync(const std::string& dir, Done done) {
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return done(-errno);
+  stats_.dir_syncs++;
+  loop_->Fsync(fd, /*datasync=*/false, [fd, done = std::move(done)](int r) {
+    close(fd);
+    done(r);
+  });
 }
 
 void TractStore::SyncDirty(std::function<void(int)> done) {

@@ -188,6 +188,7 @@ class TractStore {
   // next checkpoint syncs them (SyncDirty) before it frees journal space.
   std::set<std::string> unsynced_dirs_;
   void SyncDirs(std::function<void(int)> done);
+  void FsyncDirAsync(const std::string& dir, Done done);
   void CloseBlobTracts(uint64_t hi, uint64_t lo);
   void DeleteBlobFiles(uint64_t hi, uint64_t lo, Done done);
   int deletes_in_flight_ = 0;  // DeleteBlobFiles under way (the destructor waits)
