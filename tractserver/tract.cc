@@ -80,11 +80,14 @@ Tract::~Tract() {
 bool Tract::UnfinishedCreation(uint64_t file_size) {
   const uint64_t want = kMetaHeaderSize + static_cast<uint64_t>(nchunks_) * sizeof(ChunkEntry);
   if (file_size != want) return false;
+  // The header page first: on every open of a real tract it has the magic,
+  // and the entries need not be read here.
   std::vector<uint8_t> buf(want);
-  if (PreadFull(meta_fd_, buf.data(), buf.size(), 0, /*zero_fill_eof=*/false) < 0) return false;
-  for (uint8_t b : buf)
-    if (b) return false;
-  return true;
+  auto zero_at = [&](uint64_t off, uint64_t len) {
+    if (PreadFull(meta_fd_, buf.data() + off, len, off, /*zero_fill_eof=*/false) < 0) return false;
+    return std::all_of(buf.begin() + off, buf.begin() + off + len, [](uint8_t b) { return b == 0; });
+  };
+  return zero_at(0, kMetaHeaderSize) && zero_at(kMetaHeaderSize, want - kMetaHeaderSize);
 }
 
 int Tract::LoadMeta(bool created, const TractKey& key, bool sync_create) {
