@@ -34,7 +34,9 @@ uint64_t HeaderSum(const uint8_t* page, uint32_t nrec) {
   return cs.Digest();
 }
 uint64_t RecordBytes(const JournalRecord& r) {
-  return r.op == kJournalWrite ? static_cast<uint64_t>(r.c1 - r.c0) * tractproto::kChunkSize : 0;
+  if (r.op == kJournalWrite) return static_cast<uint64_t>(r.c1 - r.c0) * tractproto::kChunkSize;
+  if (r.op == kJournalIntent) return IntentBytes(r.c1 - r.c0);
+  return 0;
 }
 }  // namespace
 
@@ -195,13 +197,16 @@ int Journal::Replay() {
         for (size_t c = 0; c < sums.size(); ++c)
           sums[c] = Checksum(data.data() + off + c * tractproto::kChunkSize, tractproto::kChunkSize);
         if (JournalDataSumOfSums(sums.data(), sums.size()) != r.data_sum) torn = true;
+      } else if (r.op == kJournalIntent) {
+        if (r.c1 <= r.c0 || Checksum(data.data() + off, static_cast<size_t>(r.c1 - r.c0) * 8) != r.data_sum)
+          torn = true;
       }
       off += n;
     }
     if (torn) break;  // never acknowledged: the batch's sync did not complete
     off = 0;
     for (const auto& r : recs) {
-      int res = hooks_.replay(r, r.op == kJournalWrite ? data.data() + off : nullptr);
+      int res = hooks_.replay(r, RecordBytes(r) > 0 ? data.data() + off : nullptr);
       if (res < 0) {
         FLOG_ERROR("journal replay of batch %llu failed: %s", (unsigned long long)seq, errstr(res).c_str());
         return res;

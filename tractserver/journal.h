@@ -92,6 +92,12 @@ class Journal {
   // Tests: the next batch write completes with err (after really writing).
   void InjectWriteErrorForTest(int err) { inject_write_error_ = err; }
   uint64_t size() const { return size_; }
+  // Batch sequence numbers: a record appended from now on lands in a batch
+  // numbered next_seq() or later (Durable's seq says which); every batch
+  // numbered below tail_seq() is checkpointed (its records are in the tract
+  // files durably and will never be replayed).
+  uint64_t next_seq() const { return next_seq_; }
+  uint64_t tail_seq() const { return tail_seq_; }
   uint64_t used() const { return head_ - tail_lsn_; }
   const Stats& stats() const { return stats_; }
 

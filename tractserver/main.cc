@@ -59,6 +59,10 @@ void Usage(FILE* f) {
           "                       tract file may wait to go out with others, sorted so adjacent\n"
           "                       ones merge; IO of the same chunks sends it at once (default\n"
           "                       5000; 0..100000; 0 = at once)\n"
+          "  --direct-write-min SIZE  with a journal: writes of at least SIZE whole 4K chunks\n"
+          "                       go to their tract file directly (synced in place, after a small\n"
+          "                       journal record of their checksums) instead of being written twice\n"
+          "                       through the journal (default 64K; 0 = never, else 4K..1G)\n"
           "  -v, --verbose        debug logging\n"
           "  -h, --help           this text\n");
 }
@@ -118,6 +122,7 @@ int main(int argc, char** argv) {
   size_t max_open = 512;
   uint64_t journal_size = 64ull << 20;
   uint32_t apply_delay_us = tractstore::TractStore::Options{}.apply_delay_us;
+  uint32_t direct_write_min = tractstore::TractStore::Options{}.direct_write_min;
   static const option longopts[] = {
       {"dir", required_argument, nullptr, 'd'},        {"listen", required_argument, nullptr, 'l'},
       {"meta", required_argument, nullptr, 'm'},       {"zone", required_argument, nullptr, 'z'},
@@ -127,6 +132,7 @@ int main(int argc, char** argv) {
       {"advertise", required_argument, nullptr, 'a'},  {"journal-size", required_argument, nullptr, 'j'},
       {"verbose", no_argument, nullptr, 'v'},          {"help", no_argument, nullptr, 'h'},
       {"no-local-socket", no_argument, nullptr, 'U'},  {"apply-delay-us", required_argument, nullptr, 'A'},
+      {"direct-write-min", required_argument, nullptr, 'W'},
       {nullptr, 0, nullptr, 0}};
   int c;
   auto num = [](const char* s, unsigned long max, const char* what) -> unsigned long {
@@ -160,6 +166,15 @@ int main(int argc, char** argv) {
         journal_size = *v;
         break;
       }
+      case 'W': {
+        auto v = ParseSize(optarg);
+        if (!v || (*v != 0 && (*v < 4096 || *v > (1ull << 30)))) {
+          fprintf(stderr, "flurry-tractserver: bad --direct-write-min '%s' (0, or 4K..1G)\n", optarg);
+          return 2;
+        }
+        direct_write_min = static_cast<uint32_t>(*v);
+        break;
+      }
       case 'U': local_socket = false; break;
       case 'v': SetLogLevel(LogLevel::kDebug); break;
       case 'h': Usage(stdout); return 0;
@@ -183,7 +198,7 @@ int main(int argc, char** argv) {
 
   auto loop = Loop::Create(1024, /*single_thread=*/true);
   if (!loop) { fprintf(stderr, "flurry-tractserver: io_uring: %s\n", errstr(loop.err()).c_str()); return 1; }
-  auto store = tractstore::TractStore::Open(loop->get(), {dir, max_open, journal_size, apply_delay_us});
+  auto store = tractstore::TractStore::Open(loop->get(), {dir, max_open, journal_size, apply_delay_us, direct_write_min});
   if (!store) {
     fprintf(stderr, "flurry-tractserver: cannot open store %s: %s%s\n", dir.c_str(), errstr(store.err()).c_str(),
             store.err() == -EBUSY ? " (another tract server is using this directory)" : "");

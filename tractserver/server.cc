@@ -658,6 +658,7 @@ std::string TractServer::StatsText() const {
   kv("dir_syncs", s.dir_syncs);
   kv("applies_deferred", s.applies_deferred);
   kv("apply_flushes", s.apply_flushes);
+  kv("direct_writes", s.direct_writes);
   if (const auto* j = store_->journal()) {
     const auto& js = j->stats();
     kv("journal_size", j->size());

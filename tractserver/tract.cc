@@ -30,6 +30,8 @@ struct Tract::WriteOp {
   size_t journal_waits = 0;    // runs whose journal record is not durable yet
   int journal_err = 0;
   bool replied = false;
+  bool direct = false;          // in place with RWF_DSYNC after an intent record (StartDirect)
+  AlignedBuffer intent;         // the intent record's checksums
   std::vector<uint64_t> seqs;  // journal batches holding this write's records
   RangeLock* lock = nullptr;
   Done done;
@@ -425,6 +427,12 @@ void Tract::StartWrite(WriteOp* op) {
         SealEntry(&e, c);
       }
     }
+    if (Journaled(op->flags) && !(op->flags & tractproto::kFlagFill) && op->runs.size() == 1 &&
+        store_->opts_.direct_write_min > 0 &&
+        static_cast<uint64_t>(op->runs[0].second - op->runs[0].first) * kChunkSize >= store_->opts_.direct_write_min &&
+        DirectOk()) {
+      return StartDirect(op);
+    }
     if (Journaled(op->flags)) {
       // Durable once the journal batches holding the runs are; the tract
       // files are then written without syncs (a checkpoint syncs them).
@@ -439,9 +447,14 @@ void Tract::StartWrite(WriteOp* op) {
           sums[c - a] = e.sum[(e.flags & kChunkCur1) ? 0 : 1];  // the new slot, filled above
         }
         rec.data_sum = JournalDataSumOfSums(sums.data(), sums.size());
+        ++journal_unsettled_;
         store_->journal_->Append(rec, p, [this, op](int r, uint64_t seq) {
+          --journal_unsettled_;
           if (r < 0 && op->journal_err == 0) op->journal_err = r;
-          if (r == 0) op->seqs.push_back(seq);
+          if (r == 0) {
+            op->seqs.push_back(seq);
+            Pin(seq);
+          }
           if (--op->journal_waits > 0) return;
           if (op->journal_err < 0) return FinishWrite(op, op->journal_err);
           // Durable: answer now. The range lock stays held until the tract
@@ -503,6 +516,38 @@ void Tract::StartWrite(WriteOp* op) {
   step(0);
 }
 
+bool Tract::DirectOk() const {
+  const Journal* j = store_->journal_.get();
+  return j != nullptr && j->failed() == 0 && journal_unsettled_ == 0 && !header_unsynced_ &&
+         journal_pin_ != kPinUntilJournaled && j->tail_seq() > journal_pin_;
+}
+
+void Tract::StartDirect(WriteOp* op) {
+  // The entries are PENDING with the new checksums (StartWrite). The intent
+  // record makes those checksums durable first, so that whatever part of
+  // the data reaches the disk, a replay can tell new chunks from old ones;
+  // then the data goes in place with RWF_DSYNC, and the write is answered
+  // once it is durable (FinishWrite). Applied only then: no checkpoint
+  // passes the record while its data is in flight.
+  op->direct = true;
+  auto [a, b] = op->runs[0];
+  op->intent = AlignedBuffer(IntentBytes(b - a));
+  op->intent.zero();
+  auto* sums = reinterpret_cast<uint64_t*>(op->intent.data());
+  for (uint32_t c = a; c < b; ++c) {
+    const ChunkEntry& e = entries_[c];
+    sums[c - a] = e.sum[(e.flags & kChunkCur1) ? 0 : 1];  // the new slot
+  }
+  JournalRecord rec{key_.hi, key_.lo, key_.tract, tract_size_, kJournalIntent, a, b,
+                    Checksum(sums, static_cast<size_t>(b - a) * 8)};
+  store_->stats_.direct_writes++;
+  store_->journal_->Append(rec, op->intent.data(), [this, op](int r, uint64_t seq) {
+    if (r < 0) return FinishWrite(op, r);
+    op->seqs.push_back(seq);
+    WriteData(op, 0);
+  });
+}
+
 void Tract::WriteData(WriteOp* op, uint32_t done_bytes) {
   if (op->run == op->runs.size()) return FinishWrite(op, 0);
   auto [a, b] = op->runs[op->run];
@@ -537,7 +582,7 @@ void Tract::FinishWrite(WriteOp* op, int res) {
       }
     }
     if (!op->runs.empty()) {
-      if (op->journaled) DeferEntries(op->c0, op->c1);
+      if (op->journaled || op->direct) DeferEntries(op->c0, op->c1);
       else WriteEntries(op->c0, op->c1, false, nullptr);  // lazy
     }
     store_->stats_.writes++;
@@ -665,6 +710,28 @@ int Tract::ReplayWrite(uint32_t c0, uint32_t c1, const uint8_t* data) {
                     kMetaHeaderSize + static_cast<off_t>(c0) * sizeof(ChunkEntry));
 }
 
+int Tract::ReplayIntent(uint32_t c0, uint32_t c1, const uint64_t* sums) {
+  if (c1 > nchunks_ || c0 >= c1) return -EINVAL;
+  size_t n = static_cast<size_t>(c1 - c0) * kChunkSize;
+  AlignedBuffer buf(n);
+  int r = PreadFull(data_fd_, buf.data(), n, static_cast<off_t>(c0) * kChunkSize, /*zero_fill_eof=*/true);
+  if (r < 0) return r;
+  bool changed = false;
+  for (uint32_t c = c0; c < c1; ++c) {
+    uint64_t s = Checksum(buf.data() + static_cast<size_t>(c - c0) * kChunkSize, kChunkSize);
+    if (s != sums[c - c0]) continue;
+    ChunkEntry& e = entries_[c];
+    e.sum[(e.flags & kChunkCur1) ? 1 : 0] = s;
+    e.flags = (e.flags | kChunkAllocated) & ~(kChunkPending | kChunkTrimmed);
+    SealEntry(&e, c);
+    changed = true;
+  }
+  if (!changed) return 0;
+  MarkDirty();
+  return PwriteFull(meta_fd_, &entries_[c0], (c1 - c0) * sizeof(ChunkEntry),
+                    kMetaHeaderSize + static_cast<off_t>(c0) * sizeof(ChunkEntry));
+}
+
 int Tract::ReplayTrim(uint32_t c0, uint32_t c1) {
   if (c1 > nchunks_ || c0 >= c1) return -EINVAL;
   for (uint32_t c = c0; c < c1; ++c) {
@@ -720,7 +787,10 @@ void Tract::Deallocate(uint32_t c0, uint32_t c1, Done done) {
     };
     if (!Journaled(0)) return apply(0, std::move(done));
     JournalRecord rec{key_.hi, key_.lo, key_.tract, tract_size_, kJournalTrim, c0, c1, 0};
+    ++journal_unsettled_;
     store_->journal_->Append(rec, nullptr, [this, lock, apply, done = std::move(done)](int r, uint64_t seq) mutable {
+      --journal_unsettled_;
+      if (r == 0) Pin(seq);
       if (r < 0) {
         Unlock(*lock);
         --active_ops_;

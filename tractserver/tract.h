@@ -5,6 +5,7 @@
 // syncs). Internal to the tract store; same threading contract (loop only).
 #pragma once
 
+#include <algorithm>
 #include <functional>
 #include <list>
 #include <vector>
@@ -54,6 +55,11 @@ class Tract {
   // trims deallocate [c0, c1). Neither syncs; SyncBlocking() does.
   int ReplayWrite(uint32_t c0, uint32_t c1, const uint8_t* data);
   int ReplayTrim(uint32_t c0, uint32_t c1);
+  // An intent record of a direct write: each chunk of [c0, c1) whose data in
+  // the tract file matches its new checksum (sums[c - c0]) takes it; the
+  // others keep their entry (the write did not land, or a later one of the
+  // chunk follows in the journal and settles it).
+  int ReplayIntent(uint32_t c0, uint32_t c1, const uint64_t* sums);
   // Journal checkpoints: make both files durable (and clear dirty).
   void Sync(Done done);
   int SyncBlocking();
@@ -70,6 +76,16 @@ class Tract {
 
   Tract(TractStore* store, const TractKey& key) : store_(store), loop_(store->loop_), key_(key) {}
   bool Journaled(uint32_t flags) const;
+  // Direct writes (TractStore::Options::direct_write_min) skip the journal's
+  // data path: an intent record holds only the new checksums, and the data
+  // goes to the tract file with RWF_DSYNC. Replay then rewrites nothing, so
+  // no replayable record of this tract may hold older data (a replayed
+  // WRITE would overwrite the direct write's data), and the tract's
+  // creation must be durable: both are true once a checkpoint has passed
+  // the tract's last WRITE/TRIM record (journal_pin_) and none is on its way.
+  bool DirectOk() const;
+  void Pin(uint64_t seq) { journal_pin_ = journal_pin_ == kPinUntilJournaled ? seq : std::max(journal_pin_, seq); }
+  void StartDirect(WriteOp* op);
   void MarkDirty();
   int LoadMeta(bool created, const TractKey& key, bool sync_create);
   bool UnfinishedCreation(uint64_t file_size);
@@ -116,6 +132,14 @@ class Tract {
   std::list<RangeLock> locks_;
   uint32_t deferred_applies_ = 0;  // writes of this tract in the store's apply batch
   int active_ops_ = 0;
+  // Direct writes: the batch of this tract's newest WRITE/TRIM record, and
+  // how many of those are appended but not yet durable. A tract created with
+  // deferred syncs starts at kPinUntilJournaled: its first record (which
+  // the creating write makes) pins it.
+  static constexpr uint64_t kPinUntilJournaled = ~0ull;
+  uint64_t journal_pin_ = 0;
+  uint32_t journal_unsettled_ = 0;
+  friend class TractStore;
   // Group commit of meta fdatasync.
   bool sync_in_flight_ = false;
   std::vector<Done> sync_waiting_;

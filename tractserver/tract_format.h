@@ -94,7 +94,7 @@ inline void SealEntry(ChunkEntry* e, uint64_t index) { e->entry_sum = EntrySum(*
 //
 // Batch: one 4096-byte header page (BatchHeader, then nrec JournalRecords),
 // then the data of every kJournalWrite record in order ((c1 - c0) chunks
-// each). Batches are written one at a time with O_DIRECT + RWF_DSYNC; a
+// each) and of every kJournalIntent record (its checksums, whole pages). Batches are written one at a time with O_DIRECT + RWF_DSYNC; a
 // write is acknowledged only after its batch is durable. Recovery replays
 // batches from the superblock's tail (tail_lsn, tail_seq) while each header
 // is valid, carries the expected seq and LSN, and every record's data
@@ -121,6 +121,8 @@ enum JournalOp : uint32_t {
   kJournalTrim = 2,    // chunks [c0, c1) deallocated (trim tombstones)
   kJournalDelete = 3,  // every tract of the blob deleted
   kJournalNop = 4,     // no effect (a checkpoint request waiting for the batch in flight)
+  kJournalIntent = 5,  // chunks [c0, c1) being written in place (a direct write): data = their
+                       // new XXH3-64 checksums, u64 each, zero-padded to whole 4096-byte pages
 };
 
 struct JournalRecord {
@@ -128,9 +130,13 @@ struct JournalRecord {
   uint32_t tract_size;
   uint32_t op;
   uint32_t c0, c1;
-  uint64_t data_sum;  // kJournalWrite: JournalDataSum(data); else 0
+  uint64_t data_sum;  // kJournalWrite: JournalDataSum(data); kJournalIntent: XXH3-64 of the
+                      // (c1 - c0) checksums; else 0
 };
 static_assert(sizeof(JournalRecord) == 48);
+
+// Journal bytes of a kJournalIntent record's checksums (u64 per chunk, whole pages).
+inline uint64_t IntentBytes(uint32_t nchunks) { return (static_cast<uint64_t>(nchunks) * 8 + 4095) / 4096 * 4096; }
 
 // XXH3-64 of the array of the chunks' own XXH3-64 checksums (which the
 // write computes for the chunk entries anyway: no second pass over data).

@@ -139,6 +139,7 @@ Result<Tract*> TractStore::Get(const TractKey& key, uint32_t tract_size, bool cr
     }
   }
   Tract* raw = t->get();
+  if (journal_) raw->journal_pin_ = created && !sync_create ? Tract::kPinUntilJournaled : evicted_pin_;
   lru_.push_back(key);
   tracts_.emplace(key, Slot{std::move(*t), std::prev(lru_.end())});
   stats_.open_tracts = tracts_.size();
@@ -156,6 +157,8 @@ void TractStore::MaybeEvict(const TractKey& keep) {
       ++pos;
       continue;
     }
+    uint64_t pin = it->second.tract->journal_pin_;
+    if (journal_) evicted_pin_ = std::max(evicted_pin_, pin == Tract::kPinUntilJournaled ? journal_->next_seq() : pin);
     pos = lru_.erase(pos);
     tracts_.erase(it);
   }
@@ -401,7 +404,7 @@ int TractStore::DeleteBlobNow(uint64_t hi, uint64_t lo) {
 int TractStore::ReplayRecord(const JournalRecord& rec, const uint8_t* data) {
   if (rec.op == kJournalNop) return 0;
   if (rec.op == kJournalDelete) return DeleteBlobNow(rec.blob_hi, rec.blob_lo);
-  if (rec.op != kJournalWrite && rec.op != kJournalTrim) return -EIO;
+  if (rec.op != kJournalWrite && rec.op != kJournalTrim && rec.op != kJournalIntent) return -EIO;
   if (rec.tract_size < tractproto::kChunkSize || rec.tract_size % tractproto::kChunkSize != 0) return -EIO;
   // Replayed tracts stay open until synced: keep them within the open-tract
   // bound (file descriptors). Syncing early is safe; the tail moves at the end.
@@ -412,7 +415,10 @@ int TractStore::ReplayRecord(const JournalRecord& rec, const uint8_t* data) {
   TractKey key{rec.blob_hi, rec.blob_lo, rec.tract};
   auto t = Get(key, rec.tract_size, rec.op == kJournalWrite);
   if (!t) return t.err();
-  if (*t == nullptr) return 0;  // trim of a tract that does not exist
+  // A trim of a tract that does not exist; or an intent of one that a
+  // later DELETE record removed (a direct write needs a durable tract).
+  if (*t == nullptr) return 0;
+  if (rec.op == kJournalIntent) return (*t)->ReplayIntent(rec.c0, rec.c1, reinterpret_cast<const uint64_t*>(data));
   return rec.op == kJournalWrite ? (*t)->ReplayWrite(rec.c0, rec.c1, data) : (*t)->ReplayTrim(rec.c0, rec.c1);
 }
 

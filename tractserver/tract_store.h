@@ -76,6 +76,7 @@ struct StoreStats {
   // Journal mode: applies that waited (apply_delay_us), and the flushes
   // that sent them.
   uint64_t applies_deferred = 0, apply_flushes = 0;
+  uint64_t direct_writes = 0;  // journal mode: written in place after an intent record
 };
 
 class Tract;
@@ -94,6 +95,11 @@ class TractStore {
     // merge), unless IO of its chunks, a checkpoint or a full batch wants
     // it sooner. 0 = at once. Its data is durable in the journal meanwhile.
     uint32_t apply_delay_us = 5000;
+    // Journal mode: a write of at least this many bytes of whole chunks goes
+    // to its tract file directly (RWF_DSYNC), after an intent record with its
+    // checksums, instead of through the journal's data path (which writes
+    // every byte twice). 0 = never. Tract::DirectOk says when it may.
+    uint32_t direct_write_min = 64 * 1024;
   };
   using Done = std::function<void(int res)>;
   struct ReadResult {
@@ -156,6 +162,10 @@ class TractStore {
   // Opens (or with create, creates) a tract. nullptr result with 0 = absent.
   Result<Tract*> Get(const TractKey& key, uint32_t tract_size, bool create);
   void MaybeEvict(const TractKey& keep);
+  // The newest journal pin (Tract::journal_pin_) of any tract closed since
+  // open: a reopened tract takes it, so it writes directly only once every
+  // record it may have had is checkpointed.
+  uint64_t evicted_pin_ = 0;
   std::string BlobDir(uint64_t hi, uint64_t lo) const;
   int DeleteBlobNow(uint64_t hi, uint64_t lo);
   bool BlobIoBusy(uint64_t hi, uint64_t lo) const;
