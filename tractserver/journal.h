@@ -15,7 +15,7 @@
 // Contract
 // - Loop thread only. Records are made durable in Append() order.
 // - Append(rec, data, durable): data (4096-aligned, (c1 - c0) * 4096 bytes
-//   for kJournalWrite, else null) must stay valid until durable runs.
+//   for kJournalWrite, IntentBytes(c1 - c0) for kJournalIntent, else null) must stay valid until durable runs.
 //   durable(res, seq) runs once: res 0 = the record is durable; the caller
 //   then applies it to the tract files (no sync needed) and must call
 //   Applied(seq) once that is done; if the apply fails it calls FailStop

@@ -402,7 +402,7 @@ void Tract::Write(uint32_t off, uint32_t len, AlignedBuffer data, uint32_t flags
 
 void Tract::StartWrite(WriteOp* op) {
   bool aligned = op->off % kChunkSize == 0 && op->len % kChunkSize == 0;
-  auto commit = [this, op](int res) {
+  auto commit = [this, op, aligned](int res) {
     if (res < 0) return FinishWrite(op, res);
     // Which chunks to write: all, or (fill) only those not yet allocated.
     // A FILL never touches a chunk this server already has, nor one a
@@ -427,7 +427,9 @@ void Tract::StartWrite(WriteOp* op) {
         SealEntry(&e, c);
       }
     }
-    if (Journaled(op->flags) && !(op->flags & tractproto::kFlagFill) && op->runs.size() == 1 &&
+    // Aligned only: a torn device write must not cost the untouched bytes
+    // of a read-modify-write's edge chunks.
+    if (aligned && Journaled(op->flags) && !(op->flags & tractproto::kFlagFill) && op->runs.size() == 1 &&
         store_->opts_.direct_write_min > 0 &&
         static_cast<uint64_t>(op->runs[0].second - op->runs[0].first) * kChunkSize >= store_->opts_.direct_write_min &&
         DirectOk()) {
@@ -540,7 +542,7 @@ void Tract::StartDirect(WriteOp* op) {
   }
   JournalRecord rec{key_.hi, key_.lo, key_.tract, tract_size_, kJournalIntent, a, b,
                     Checksum(sums, static_cast<size_t>(b - a) * 8)};
-  store_->stats_.direct_writes++;
+  store_->stats_.direct_writes++;  // attempted (a failure is counted in errors as usual)
   store_->journal_->Append(rec, op->intent.data(), [this, op](int r, uint64_t seq) {
     if (r < 0) return FinishWrite(op, r);
     op->seqs.push_back(seq);
@@ -614,6 +616,9 @@ void Tract::FinishWrite(WriteOp* op, int res) {
     for (auto [a, b] : op->runs)
       for (uint32_t c = a; c < b; ++c)
         if (entries_[c].flags & kChunkPending) (void)ResolvePending(c);
+    // A direct write's intent is marked applied below, so no replay settles
+    // these chunks: the checkpoint that passes it writes their entries.
+    if (op->direct) DeferEntries(op->c0, op->c1);
   }
   // Dirty again now that the tract-file IO is done: a checkpoint that began
   // while it was in flight may have synced this tract before the write

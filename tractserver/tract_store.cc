@@ -50,6 +50,12 @@ Result<std::unique_ptr<TractStore>> TractStore::Open(Loop* loop, Options opts) {
                            std::move(hooks));
     if (!j) return R::error(j.err());
     s->journal_ = std::move(*j);
+    // Tracts an earlier run created with deferred syncs and never journaled
+    // a write to (a crash right after creation) may exist only in the page
+    // cache; nothing would ever sync them, yet a tract found on disk counts
+    // as durably created and may take direct writes. Make everything
+    // durable once, before serving.
+    if (syncfs(s->lock_fd_) < 0) return R::error(-errno);
   }
   return s;
 }
@@ -300,6 +306,9 @@ void TractStore::FinishJournaledDelete(uint64_t hi, uint64_t lo, uint64_t seq, D
 }
 
 void TractStore::CloseBlobTracts(uint64_t hi, uint64_t lo) {
+  // Any of these that survives (a failed unlink) reopens behind every record
+  // journaled so far: no direct write before those are checkpointed.
+  if (journal_) evicted_pin_ = std::max(evicted_pin_, journal_->next_seq());
   for (auto it = tracts_.begin(); it != tracts_.end();) {
     if (it->first.hi == hi && it->first.lo == lo) {
       dirty_.erase(it->second.tract.get());
