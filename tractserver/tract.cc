@@ -558,7 +558,7 @@ void Tract::WriteData(WriteOp* op, uint32_t done_bytes) {
   const uint8_t* src = op->wbuf + static_cast<size_t>(a - op->c0) * kChunkSize + done_bytes;
   loop_->Write(data_fd_, src, total - done_bytes, static_cast<uint64_t>(a) * kChunkSize + done_bytes,
                rwf, [this, op, done_bytes, total](int res) {
-                 if (op->journaled && store_->inject_apply_error_ && res >= 0) {
+                 if ((op->journaled || op->direct) && store_->inject_apply_error_ && res >= 0) {
                    res = std::exchange(store_->inject_apply_error_, 0);
                  }
                  if (res < 0) {

@@ -152,7 +152,8 @@ class TractStore {
   // Tests: the next checkpoint's tract-file sync fails with err.
   void InjectSyncErrorForTest(int err) { inject_sync_error_ = err; }
   // The next journaled write's apply to its tract file completes with err
-  // (after really writing), after the write was acknowledged.
+  // (after really writing), after the write was acknowledged; or the next
+  // direct write's data write, before it is acknowledged.
   void InjectApplyErrorForTest(int err) { inject_apply_error_ = err; }
   const std::string& dir() const { return opts_.dir; }
 

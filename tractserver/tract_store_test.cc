@@ -886,6 +886,28 @@ TEST_P(StoreTest, AnInterruptedDirectWriteLeavesEachChunkOldOrNew) {
   EXPECT_TRUE(std::equal(out.begin(), out.end(), new_data.begin() + 32 * 1024));
 }
 
+// A direct write whose data write fails is answered with the error; its
+// intent still counts as applied (the journal goes on), so the chunks it
+// settles from what reached the disk must reach the meta file through the
+// next checkpoint, or a restart would find the old checksums beside new data.
+TEST_P(StoreTest, AFailedDirectWriteSettlesItsChunksDurably) {
+  if (!GetParam()) GTEST_SKIP() << "journal only";
+  ASSERT_EQ(Write(0, Pattern(4096, 1)), 0);
+  ASSERT_EQ(Write(64 * 1024, Pattern(64 * 1024, 2)), 0);
+  ASSERT_EQ(Checkpoint(), 0);
+  auto next = Pattern(64 * 1024, 3);
+  store_->InjectApplyErrorForTest(-EIO);
+  EXPECT_EQ(Write(64 * 1024, next), -EIO);  // the data did reach the file
+  EXPECT_EQ(store_->stats().direct_writes, 1u);
+  ASSERT_EQ(Checkpoint(), 0);
+  store_.reset();
+  Reopen();
+  EXPECT_EQ(store_->journal()->stats().replayed_records, 0u);
+  std::vector<uint8_t> out;
+  ASSERT_EQ(Read(64 * 1024, 64 * 1024, &out), 0);
+  EXPECT_TRUE(out == next);
+}
+
 TEST_P(StoreTest, JournalWithBothSuperblocksCorruptRefusesToStart) {
   if (!GetParam()) GTEST_SKIP() << "journal only";
   ASSERT_EQ(Write(0, Pattern(4096, 1)), 0);
