@@ -254,11 +254,22 @@ int Tract::VerifyChunk(uint32_t c, const uint8_t* data) {
   return -EIO;
 }
 
+int Tract::PwriteEntries(uint32_t c0, uint32_t c1) {
+  return PwriteFull(meta_fd_, &entries_[c0], (c1 - c0) * sizeof(ChunkEntry),
+                    kMetaHeaderSize + static_cast<off_t>(c0) * sizeof(ChunkEntry));
+}
+
+void Tract::NewSlotSums(uint32_t a, uint32_t b, uint64_t* out) const {
+  for (uint32_t c = a; c < b; ++c) {
+    const ChunkEntry& e = entries_[c];
+    out[c - a] = e.sum[(e.flags & kChunkCur1) ? 0 : 1];
+  }
+}
+
 void Tract::WriteEntries(uint32_t c0, uint32_t c1, bool sync, Done done) {
   // Buffered and synchronous on purpose: a memcpy into the page cache keeps
   // meta updates in program order; only the fdatasync goes through the ring.
-  int r = PwriteFull(meta_fd_, &entries_[c0], (c1 - c0) * sizeof(ChunkEntry),
-                     kMetaHeaderSize + static_cast<off_t>(c0) * sizeof(ChunkEntry));
+  int r = PwriteEntries(c0, c1);
   if (r < 0 || !sync) {
     if (done) done(r);
     return;
@@ -276,8 +287,7 @@ int Tract::FlushEntries() {
   uint32_t c0 = meta_lo_, c1 = meta_hi_;
   meta_lo_ = ~0u;
   meta_hi_ = 0;
-  int r = PwriteFull(meta_fd_, &entries_[c0], (c1 - c0) * sizeof(ChunkEntry),
-                     kMetaHeaderSize + static_cast<off_t>(c0) * sizeof(ChunkEntry));
+  int r = PwriteEntries(c0, c1);
   if (r < 0) DeferEntries(c0, c1);
   return r;
 }
@@ -444,10 +454,7 @@ void Tract::StartWrite(WriteOp* op) {
         JournalRecord rec{key_.hi, key_.lo, key_.tract, tract_size_, kJournalWrite, a, b, 0};
         const uint8_t* p = op->wbuf + static_cast<size_t>(a - op->c0) * kChunkSize;
         std::vector<uint64_t> sums(b - a);
-        for (uint32_t c = a; c < b; ++c) {
-          const ChunkEntry& e = entries_[c];
-          sums[c - a] = e.sum[(e.flags & kChunkCur1) ? 0 : 1];  // the new slot, filled above
-        }
+        NewSlotSums(a, b, sums.data());  // filled above
         rec.data_sum = JournalDataSumOfSums(sums.data(), sums.size());
         ++journal_unsettled_;
         store_->journal_->Append(rec, p, [this, op](int r, uint64_t seq) {
@@ -536,10 +543,7 @@ void Tract::StartDirect(WriteOp* op) {
   op->intent = AlignedBuffer(IntentBytes(b - a));
   op->intent.zero();
   auto* sums = reinterpret_cast<uint64_t*>(op->intent.data());
-  for (uint32_t c = a; c < b; ++c) {
-    const ChunkEntry& e = entries_[c];
-    sums[c - a] = e.sum[(e.flags & kChunkCur1) ? 0 : 1];  // the new slot
-  }
+  NewSlotSums(a, b, sums);
   JournalRecord rec{key_.hi, key_.lo, key_.tract, tract_size_, kJournalIntent, a, b,
                     Checksum(sums, static_cast<size_t>(b - a) * 8)};
   store_->stats_.direct_writes++;  // attempted (a failure is counted in errors as usual)
@@ -711,8 +715,7 @@ int Tract::ReplayWrite(uint32_t c0, uint32_t c1, const uint8_t* data) {
     SealEntry(&e, c);
   }
   MarkDirty();
-  return PwriteFull(meta_fd_, &entries_[c0], (c1 - c0) * sizeof(ChunkEntry),
-                    kMetaHeaderSize + static_cast<off_t>(c0) * sizeof(ChunkEntry));
+  return PwriteEntries(c0, c1);
 }
 
 int Tract::ReplayIntent(uint32_t c0, uint32_t c1, const uint64_t* sums) {
@@ -733,8 +736,7 @@ int Tract::ReplayIntent(uint32_t c0, uint32_t c1, const uint64_t* sums) {
   }
   if (!changed) return 0;
   MarkDirty();
-  return PwriteFull(meta_fd_, &entries_[c0], (c1 - c0) * sizeof(ChunkEntry),
-                    kMetaHeaderSize + static_cast<off_t>(c0) * sizeof(ChunkEntry));
+  return PwriteEntries(c0, c1);
 }
 
 int Tract::ReplayTrim(uint32_t c0, uint32_t c1) {
@@ -745,8 +747,7 @@ int Tract::ReplayTrim(uint32_t c0, uint32_t c1) {
     SealEntry(&entries_[c], c);
   }
   MarkDirty();
-  int r = PwriteFull(meta_fd_, &entries_[c0], (c1 - c0) * sizeof(ChunkEntry),
-                     kMetaHeaderSize + static_cast<off_t>(c0) * sizeof(ChunkEntry));
+  int r = PwriteEntries(c0, c1);
   if (r < 0) return r;
   if (fallocate(data_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(c0) * kChunkSize,
                 static_cast<off_t>(c1 - c0) * kChunkSize) < 0 && errno != EOPNOTSUPP) {

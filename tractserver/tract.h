@@ -102,6 +102,10 @@ class Tract {
   int VerifyChunk(uint32_t c, const uint8_t* data);
   // Persists entries [c0,c1); with sync, calls done after a (grouped) fdatasync.
   void WriteEntries(uint32_t c0, uint32_t c1, bool sync, Done done);
+  // Entries [c0,c1) into the meta file (buffered, no sync).
+  int PwriteEntries(uint32_t c0, uint32_t c1);
+  // The pending (!cur) checksums of chunks [a,b) that a write just filled in.
+  void NewSlotSums(uint32_t a, uint32_t b, uint64_t* out) const;
   // Journaled changes: entries [c0,c1) reach the meta file at the next
   // checkpoint's Sync (FlushEntries), not now. Until then a crash replays
   // their records, which rewrite them; a pwrite per write would only cost
