@@ -659,6 +659,7 @@ std::string TractServer::StatsText() const {
   kv("applies_deferred", s.applies_deferred);
   kv("apply_flushes", s.apply_flushes);
   kv("direct_writes", s.direct_writes);
+  kv("creation_syncs", s.creation_syncs);
   if (const auto* j = store_->journal()) {
     const auto& js = j->stats();
     kv("journal_size", j->size());

@@ -441,63 +441,18 @@ void Tract::StartWrite(WriteOp* op) {
     // of a read-modify-write's edge chunks.
     if (aligned && Journaled(op->flags) && !(op->flags & tractproto::kFlagFill) && op->runs.size() == 1 &&
         store_->opts_.direct_write_min > 0 &&
-        static_cast<uint64_t>(op->runs[0].second - op->runs[0].first) * kChunkSize >= store_->opts_.direct_write_min &&
-        DirectOk()) {
-      return StartDirect(op);
-    }
-    if (Journaled(op->flags)) {
-      // Durable once the journal batches holding the runs are; the tract
-      // files are then written without syncs (a checkpoint syncs them).
-      op->journaled = true;
-      op->journal_waits = op->runs.size();
-      for (auto [a, b] : op->runs) {
-        JournalRecord rec{key_.hi, key_.lo, key_.tract, tract_size_, kJournalWrite, a, b, 0};
-        const uint8_t* p = op->wbuf + static_cast<size_t>(a - op->c0) * kChunkSize;
-        std::vector<uint64_t> sums(b - a);
-        NewSlotSums(a, b, sums.data());  // filled above
-        rec.data_sum = JournalDataSumOfSums(sums.data(), sums.size());
-        ++journal_unsettled_;
-        store_->journal_->Append(rec, p, [this, op](int r, uint64_t seq) {
-          --journal_unsettled_;
-          if (r < 0 && op->journal_err == 0) op->journal_err = r;
-          if (r == 0) {
-            op->seqs.push_back(seq);
-            Pin(seq);
-          }
-          if (--op->journal_waits > 0) return;
-          if (op->journal_err < 0) return FinishWrite(op, op->journal_err);
-          // Durable: answer now. The range lock stays held until the tract
-          // file has the data too, so reads and later writes of these
-          // chunks wait for the apply (FinishWrite).
-          op->replied = true;
-          std::exchange(op->done, nullptr)(0);
-          MarkDirty();
-          DeferEntries(op->c0, op->c1);
-          if (store_->opts_.apply_delay_us == 0) return WriteData(op, 0);
-          ++deferred_applies_;
-          uint64_t bytes = 0;
-          for (auto [a, b] : op->runs) bytes += static_cast<uint64_t>(b - a) * kChunkSize;
-          store_->DeferApply(
-              data_fd_, static_cast<uint64_t>(op->runs[0].first) * kChunkSize, bytes,
-              [this, op] {
-                --deferred_applies_;
-                WriteData(op, 0);
-              },
-              [this, op] {
-                --deferred_applies_;
-                Unlock(op->lock);
-                --active_ops_;
-                delete op;
-              });
-        });
+        static_cast<uint64_t>(op->runs[0].second - op->runs[0].first) * kChunkSize >= store_->opts_.direct_write_min) {
+      if (DirectOk()) return StartDirect(op);
+      if (CreationSyncWouldAllowDirect()) {
+        // A fresh tract: make its creation durable now (a few syncs, once)
+        // rather than write this and every large write after it twice until
+        // a checkpoint passes its first record.
+        creation_waiters_.push_back(op);
+        if (!creation_syncing_) SyncCreation();
+        return;
       }
-      return;
     }
-    bool sync = !(op->flags & tractproto::kFlagNoSync);
-    WriteEntries(op->c0, op->c1, sync, [this, op](int r) {
-      if (r < 0) return FinishWrite(op, r);
-      WriteData(op, 0);
-    });
+    WriteRuns(op);
   };
   if (aligned) {
     op->wbuf = op->data.data();
@@ -525,10 +480,111 @@ void Tract::StartWrite(WriteOp* op) {
   step(0);
 }
 
+void Tract::WriteRuns(WriteOp* op) {
+  if (Journaled(op->flags)) {
+    // Durable once the journal batches holding the runs are; the tract
+    // files are then written without syncs (a checkpoint syncs them).
+    op->journaled = true;
+    op->journal_waits = op->runs.size();
+    for (auto [a, b] : op->runs) {
+      JournalRecord rec{key_.hi, key_.lo, key_.tract, tract_size_, kJournalWrite, a, b, 0};
+      const uint8_t* p = op->wbuf + static_cast<size_t>(a - op->c0) * kChunkSize;
+      std::vector<uint64_t> sums(b - a);
+      NewSlotSums(a, b, sums.data());  // filled above
+      rec.data_sum = JournalDataSumOfSums(sums.data(), sums.size());
+      ++journal_unsettled_;
+      store_->journal_->Append(rec, p, [this, op](int r, uint64_t seq) {
+        --journal_unsettled_;
+        if (r < 0 && op->journal_err == 0) op->journal_err = r;
+        if (r == 0) {
+          op->seqs.push_back(seq);
+          Pin(seq);
+        }
+        if (--op->journal_waits > 0) return;
+        if (op->journal_err < 0) return FinishWrite(op, op->journal_err);
+        // Durable: answer now. The range lock stays held until the tract
+        // file has the data too, so reads and later writes of these
+        // chunks wait for the apply (FinishWrite).
+        op->replied = true;
+        std::exchange(op->done, nullptr)(0);
+        MarkDirty();
+        DeferEntries(op->c0, op->c1);
+        if (store_->opts_.apply_delay_us == 0) return WriteData(op, 0);
+        ++deferred_applies_;
+        uint64_t bytes = 0;
+        for (auto [a, b] : op->runs) bytes += static_cast<uint64_t>(b - a) * kChunkSize;
+        store_->DeferApply(
+            data_fd_, static_cast<uint64_t>(op->runs[0].first) * kChunkSize, bytes,
+            [this, op] {
+              --deferred_applies_;
+              WriteData(op, 0);
+            },
+            [this, op] {
+              --deferred_applies_;
+              Unlock(op->lock);
+              --active_ops_;
+              delete op;
+            });
+      });
+    }
+    return;
+  }
+  bool sync = !(op->flags & tractproto::kFlagNoSync);
+  WriteEntries(op->c0, op->c1, sync, [this, op](int r) {
+    if (r < 0) return FinishWrite(op, r);
+    WriteData(op, 0);
+  });
+}
+
 bool Tract::DirectOk() const {
   const Journal* j = store_->journal_.get();
   return j != nullptr && j->failed() == 0 && journal_unsettled_ == 0 && !header_unsynced_ &&
          journal_pin_ != kPinUntilJournaled && j->tail_seq() > journal_pin_;
+}
+
+bool Tract::CreationSyncWouldAllowDirect() const {
+  // Created with deferred syncs, and nothing journaled for it yet (that
+  // would pin it until a checkpoint anyway).
+  const Journal* j = store_->journal_.get();
+  return j != nullptr && j->failed() == 0 && header_unsynced_ && journal_pin_ == kPinUntilJournaled &&
+         journal_unsettled_ == 0 && !creation_sync_failed_;
+}
+
+void Tract::SyncCreation() {
+  // What a checkpoint would make durable of the creation: the meta header
+  // (alone: no entry has been written for this tract, see header_unsynced_),
+  // both files' sizes, the blob directory's entries for them and the
+  // tracts directory's entry for a new blob directory.
+  creation_syncing_ = true;
+  ++syncing_;
+  store_->stats_.creation_syncs++;
+  auto left = std::make_shared<int>(3);
+  auto err = std::make_shared<int>(0);
+  auto one = [this, left, err](int r) {
+    if (r < 0 && *err == 0) *err = r;
+    if (--*left > 0) return;
+    --syncing_;
+    creation_syncing_ = false;
+    if (*err == 0) {
+      header_unsynced_ = false;
+      // No record pins it: a replay has nothing of this tract to rewrite.
+      if (journal_pin_ == kPinUntilJournaled) journal_pin_ = 0;
+    } else {
+      store_->stats_.io_errors++;
+      creation_sync_failed_ = true;  // the journal path (and its checkpoint) will tell
+    }
+    // Each waiter goes in place if nothing was journaled for the tract in
+    // the meantime, else through the journal as before.
+    auto waiters = std::move(creation_waiters_);
+    creation_waiters_.clear();
+    for (WriteOp* op : waiters) {
+      if (DirectOk()) StartDirect(op);
+      else WriteRuns(op);
+    }
+  };
+  loop_->Fsync(meta_fd_, /*datasync=*/true, one);  // header and size
+  loop_->Fsync(data_fd_, /*datasync=*/false, one);
+  store_->SyncNewTractDirs(key_, one);
 }
 
 void Tract::StartDirect(WriteOp* op) {

@@ -86,6 +86,13 @@ class Tract {
   bool DirectOk() const;
   void Pin(uint64_t seq) { journal_pin_ = journal_pin_ == kPinUntilJournaled ? seq : std::max(journal_pin_, seq); }
   void StartDirect(WriteOp* op);
+  // A fresh tract: a direct write would be allowed once its creation is
+  // durable (SyncCreation), rather than only after a checkpoint.
+  bool CreationSyncWouldAllowDirect() const;
+  void SyncCreation();
+  // The journaled (or, without a journal, synced in-place) path of a write
+  // whose chunk runs and new checksums StartWrite has set up.
+  void WriteRuns(WriteOp* op);
   void MarkDirty();
   int LoadMeta(bool created, const TractKey& key, bool sync_create);
   bool UnfinishedCreation(uint64_t file_size);
@@ -143,6 +150,10 @@ class Tract {
   static constexpr uint64_t kPinUntilJournaled = ~0ull;
   uint64_t journal_pin_ = 0;
   uint32_t journal_unsettled_ = 0;
+  // SyncCreation in flight, the large writes waiting for it (each holding
+  // its range lock), and whether it failed (then it is not tried again).
+  bool creation_syncing_ = false, creation_sync_failed_ = false;
+  std::vector<WriteOp*> creation_waiters_;
   friend class TractStore;
   // Group commit of meta fdatasync.
   bool sync_in_flight_ = false;

@@ -171,8 +171,18 @@ void TractStore::MaybeEvict(const TractKey& keep) {
   stats_.open_tracts = tracts_.size();
 }
 
+namespace {
+// The server validates every request (tractproto::ValidateRequest); the
+// store checks again, so that no caller can write past a tract's end.
+bool InTract(uint32_t tract_size, uint32_t off, uint32_t len) {
+  return tract_size >= tractproto::kChunkSize && tract_size % tractproto::kChunkSize == 0 && len > 0 &&
+         static_cast<uint64_t>(off) + len <= tract_size;
+}
+}  // namespace
+
 void TractStore::Write(const TractKey& key, uint32_t tract_size, uint32_t off, uint32_t len,
                        AlignedBuffer data, uint32_t flags, Done done) {
+  if (!InTract(tract_size, off, len) || data.size() < len) return done(-EINVAL);
   auto t = Get(key, tract_size, true);
   if (!t) return done(t.err());
   (*t)->Write(off, len, std::move(data), flags, std::move(done));
@@ -180,6 +190,7 @@ void TractStore::Write(const TractKey& key, uint32_t tract_size, uint32_t off, u
 
 void TractStore::Read(const TractKey& key, uint32_t tract_size, uint32_t off, uint32_t len,
                       bool alloc_only, ReadDone done) {
+  if (!InTract(tract_size, off, len)) return done(-EINVAL, ReadResult{});
   auto t = Get(key, tract_size, false);
   if (!t) return done(t.err(), ReadResult{});
   stats_.reads++;
@@ -201,6 +212,7 @@ void TractStore::Read(const TractKey& key, uint32_t tract_size, uint32_t off, ui
 
 void TractStore::Zero(const TractKey& key, uint32_t tract_size, uint32_t off, uint32_t len,
                       bool keep_alloc, Done done) {
+  if (!InTract(tract_size, off, len)) return done(-EINVAL);
   auto t = Get(key, tract_size, keep_alloc);
   if (!t) return done(t.err());
   if (*t == nullptr) return done(0);  // nothing stored: already zeros
@@ -475,6 +487,17 @@ void TractStore::FsyncDirAsync(const std::string& dir, Done done) {
     close(fd);
     done(r);
   });
+}
+
+void TractStore::SyncNewTractDirs(const TractKey& key, Done done) {
+  auto left = std::make_shared<int>(2);
+  auto err = std::make_shared<int>(0);
+  auto one = [left, err, done = std::move(done)](int r) {
+    if (r < 0 && *err == 0) *err = r;
+    if (--*left == 0) done(*err);
+  };
+  FsyncDirAsync(BlobDir(key.hi, key.lo), one);
+  FsyncDirAsync(opts_.dir + "/tracts", one);
 }
 
 void TractStore::SyncDirty(std::function<void(int)> done) {

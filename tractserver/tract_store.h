@@ -77,6 +77,7 @@ struct StoreStats {
   // that sent them.
   uint64_t applies_deferred = 0, apply_flushes = 0;
   uint64_t direct_writes = 0;  // journal mode: written in place after an intent record
+  uint64_t creation_syncs = 0;  // fresh tracts synced early so that a large write can go in place
 };
 
 class Tract;
@@ -200,6 +201,9 @@ class TractStore {
   std::set<std::string> unsynced_dirs_;
   void SyncDirs(std::function<void(int)> done);
   void FsyncDirAsync(const std::string& dir, Done done);
+  // Syncs the directories a new tract's creation changed: its blob
+  // directory and the tracts directory (which holds the blob directory).
+  void SyncNewTractDirs(const TractKey& key, Done done);
   void CloseBlobTracts(uint64_t hi, uint64_t lo);
   void DeleteBlobFiles(uint64_t hi, uint64_t lo, Done done);
   int deletes_in_flight_ = 0;  // DeleteBlobFiles under way (the destructor waits)

@@ -908,6 +908,80 @@ TEST_P(StoreTest, AFailedDirectWriteSettlesItsChunksDurably) {
   EXPECT_TRUE(out == next);
 }
 
+// The server validates requests, and the store checks ranges again: no
+// caller can write (or read, or zero) past the end of a tract.
+TEST_P(StoreTest, RequestsPastTheTractsEndAreRejected) {
+  EXPECT_EQ(Write(kTract - 4096, Pattern(8192, 1)), -EINVAL);
+  EXPECT_EQ(Write(kTract, Pattern(4096, 1)), -EINVAL);
+  EXPECT_EQ(Write(0, {}), -EINVAL);
+  std::vector<uint8_t> out;
+  EXPECT_EQ(Read(kTract - 512, 1024, &out), -EINVAL);
+  EXPECT_EQ(Zero(kTract - 4096, 8192, false), -EINVAL);
+  EXPECT_EQ(store_->stats().writes, 0u);
+  struct stat st;
+  EXPECT_TRUE(stat((Base() + ".data").c_str(), &st) < 0 || st.st_size <= kTract) << "nothing past the end";
+  ASSERT_EQ(Write(kTract - 4096, Pattern(4096, 2)), 0);  // the last chunk is fine
+}
+
+// A fresh tract (created by a write, its creation not yet durable) makes
+// its creation durable on its first large write -- the meta header, both
+// files and the two directories -- and that write goes in place, instead of
+// every large write of the tract going through the journal until a
+// checkpoint passes its first record.
+TEST_P(StoreTest, AFreshTractsFirstLargeWriteSyncsItsCreationAndGoesInPlace) {
+  if (!GetParam()) GTEST_SKIP() << "journal only";
+  const uint64_t dir_syncs = store_->stats().dir_syncs, jbytes = store_->journal()->stats().bytes;
+  auto big = Pattern(128 * 1024, 2), big2 = Pattern(64 * 1024, 3);
+  ASSERT_EQ(Write(64 * 1024, big), 0);  // creates the tract
+  EXPECT_EQ(store_->stats().creation_syncs, 1u);
+  EXPECT_EQ(store_->stats().dir_syncs - dir_syncs, 2u) << "the blob directory and the tracts directory";
+  EXPECT_EQ(store_->stats().direct_writes, 1u);
+  EXPECT_EQ(store_->journal()->stats().bytes - jbytes, 8192u) << "an intent record, not the data";
+  ASSERT_EQ(Write(192 * 1024, big2), 0);
+  EXPECT_EQ(store_->stats().creation_syncs, 1u) << "once per tract";
+  EXPECT_EQ(store_->stats().direct_writes, 2u);
+  store_.reset();  // crash: no checkpoint since the tract was created
+  Reopen();
+  std::vector<uint8_t> out;
+  ASSERT_EQ(Read(64 * 1024, 128 * 1024, &out), 0);
+  EXPECT_TRUE(out == big);
+  ASSERT_EQ(Read(192 * 1024, 64 * 1024, &out), 0);
+  EXPECT_TRUE(out == big2);
+  ASSERT_EQ(Read(0, 64 * 1024, &out), 0);
+  EXPECT_TRUE(out == std::vector<uint8_t>(64 * 1024, 0));
+}
+
+// A write journaled for the tract while its creation sync is in flight pins
+// it again: the large write that waited for the sync then goes through the
+// journal (whichever finished first), and both survive a crash.
+TEST_P(StoreTest, AFreshTractsLargeWriteFallsBackToTheJournalIfAWriteWasJournaledMeanwhile) {
+  if (!GetParam()) GTEST_SKIP() << "journal only";
+  auto big = Pattern(128 * 1024, 4), small = Pattern(4096, 5);
+  auto put = [&](uint32_t off, const std::vector<uint8_t>& d, int* res) {
+    AlignedBuffer b(d.size());
+    memcpy(b.data(), d.data(), d.size());
+    store_->Write(kKey, kTract, off, static_cast<uint32_t>(d.size()), std::move(b), 0, [res](int r) { *res = r; });
+  };
+  int r1 = 1, r2 = 1;
+  put(64 * 1024, big, &r1);
+  put(0, small, &r2);  // another range: runs beside the large write
+  while (r1 == 1 || r2 == 1) loop_->RunOnce(1000);
+  ASSERT_EQ(r1, 0);
+  ASSERT_EQ(r2, 0);
+  EXPECT_EQ(store_->stats().creation_syncs, 1u);
+  EXPECT_EQ(store_->stats().direct_writes, 0u) << "the small write's record must be checkpointed first";
+  store_.reset();
+  Reopen();
+  std::vector<uint8_t> out;
+  ASSERT_EQ(Read(64 * 1024, 128 * 1024, &out), 0);
+  EXPECT_TRUE(out == big);
+  ASSERT_EQ(Read(0, 4096, &out), 0);
+  EXPECT_TRUE(out == small);
+  // Checkpointed at open: in place from now on.
+  ASSERT_EQ(Write(64 * 1024, Pattern(64 * 1024, 6)), 0);
+  EXPECT_EQ(store_->stats().direct_writes, 1u);
+}
+
 TEST_P(StoreTest, JournalWithBothSuperblocksCorruptRefusesToStart) {
   if (!GetParam()) GTEST_SKIP() << "journal only";
   ASSERT_EQ(Write(0, Pattern(4096, 1)), 0);
