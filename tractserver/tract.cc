@@ -552,9 +552,9 @@ bool Tract::CreationSyncWouldAllowDirect() const {
 
 void Tract::SyncCreation() {
   // What a checkpoint would make durable of the creation: the meta header
-  // (alone: no entry has been written for this tract, see header_unsynced_),
-  // both files' sizes, the blob directory's entries for them and the
-  // tracts directory's entry for a new blob directory.
+  // (as Sync's first step does), both files' sizes, the blob directory's
+  // entries for them and the tracts directory's entry for a new blob
+  // directory.
   creation_syncing_ = true;
   ++syncing_;
   store_->stats_.creation_syncs++;
@@ -567,11 +567,17 @@ void Tract::SyncCreation() {
     creation_syncing_ = false;
     if (*err == 0) {
       header_unsynced_ = false;
-      // No record pins it: a replay has nothing of this tract to rewrite.
-      if (journal_pin_ == kPinUntilJournaled) journal_pin_ = 0;
+      // No WRITE/TRIM record pins it: a replay has nothing of this tract to
+      // rewrite. But a replayed DELETE of its blob (a write may follow the
+      // delete) would remove the files: wait until that is checkpointed.
+      if (journal_pin_ == kPinUntilJournaled) journal_pin_ = store_->delete_pin_;
     } else {
       store_->stats_.io_errors++;
-      creation_sync_failed_ = true;  // the journal path (and its checkpoint) will tell
+      creation_sync_failed_ = true;
+      // As for a failed checkpoint sync: a file's writeback error is
+      // reported once, so the checkpoint's own sync of this tract could
+      // succeed over a header page that never reached the disk.
+      store_->journal_->FailStop(*err, "syncing a new tract's creation");
     }
     // Each waiter goes in place if nothing was journaled for the tract in
     // the meantime, else through the journal as before.

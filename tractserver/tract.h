@@ -22,7 +22,8 @@ class Tract {
   // synchronously (bounded by the writes in flight at the last crash).
   // A new tract's files are synced at once when sync_create, else (journal
   // mode) the tract starts dirty and the next checkpoint syncs them: every
-  // write to it is in the journal until then. A meta file whose header
+  // write to it is in the journal until then, unless its first write syncs
+  // the creation itself to go in place (SyncCreation). A meta file whose header
   // page reads as zeros and that has no chunk entries is a creation a crash
   // cut short (its syncs were deferred) and is created again.
   static Result<std::unique_ptr<Tract>> Open(TractStore* store, const TractKey& key,
@@ -82,7 +83,9 @@ class Tract {
   // no replayable record of this tract may hold older data (a replayed
   // WRITE would overwrite the direct write's data), and the tract's
   // creation must be durable: both are true once a checkpoint has passed
-  // the tract's last WRITE/TRIM record (journal_pin_) and none is on its way.
+  // the tract's last WRITE/TRIM record (journal_pin_) and none is on its way,
+  // or, for a fresh tract that nothing was journaled for, once SyncCreation
+  // has made its creation durable (and no DELETE a replay would run is left).
   bool DirectOk() const;
   void Pin(uint64_t seq) { journal_pin_ = journal_pin_ == kPinUntilJournaled ? seq : std::max(journal_pin_, seq); }
   void StartDirect(WriteOp* op);
@@ -146,7 +149,8 @@ class Tract {
   // Direct writes: the batch of this tract's newest WRITE/TRIM record, and
   // how many of those are appended but not yet durable. A tract created with
   // deferred syncs starts at kPinUntilJournaled: its first record (which
-  // the creating write makes) pins it.
+  // the creating write makes) pins it, or SyncCreation lowers it to the
+  // store's delete_pin_.
   static constexpr uint64_t kPinUntilJournaled = ~0ull;
   uint64_t journal_pin_ = 0;
   uint32_t journal_unsettled_ = 0;

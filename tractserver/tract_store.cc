@@ -320,7 +320,7 @@ void TractStore::FinishJournaledDelete(uint64_t hi, uint64_t lo, uint64_t seq, D
 void TractStore::CloseBlobTracts(uint64_t hi, uint64_t lo) {
   // Any of these that survives (a failed unlink) reopens behind every record
   // journaled so far: no direct write before those are checkpointed.
-  if (journal_) evicted_pin_ = std::max(evicted_pin_, journal_->next_seq());
+  if (journal_) evicted_pin_ = delete_pin_ = std::max(evicted_pin_, journal_->next_seq());
   for (auto it = tracts_.begin(); it != tracts_.end();) {
     if (it->first.hi == hi && it->first.lo == lo) {
       dirty_.erase(it->second.tract.get());

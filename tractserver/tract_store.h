@@ -24,7 +24,9 @@
 //   completed write readable and every chunk old-or-new.
 // - With a journal, creating a tract does not sync on the loop: its files
 //   and directory entries are synced by the next checkpoint (every write
-//   to it is in the journal until then), and DeleteBlob unlinks and syncs
+//   to it is in the journal until then), or, when its first write is a
+//   large one that can go in place (direct), through io_uring before that
+//   write (Tract::SyncCreation); DeleteBlob unlinks and syncs
 //   through io_uring. Still blocking: reopening a tract with pending or
 //   torn entries (it settles them), the writer table's rare compaction,
 //   and, without a journal, a creation's syncs.
@@ -32,7 +34,8 @@
 //   up to Options::apply_delay_us in a store-wide batch (its chunks stay
 //   locked meanwhile; IO that wants them, a checkpoint or a full batch
 //   sends it at once).
-// - Sizes are validated by tractproto::ValidateRequest before they get here.
+// - Sizes are validated by tractproto::ValidateRequest before they get
+//   here; Write/Read/Zero check the range again (-EINVAL past the end).
 #pragma once
 
 #include <cstdint>
@@ -168,6 +171,10 @@ class TractStore {
   // open: a reopened tract takes it, so it writes directly only once every
   // record it may have had is checkpointed.
   uint64_t evicted_pin_ = 0;
+  // The journal batch after the newest DELETE record: a replay of a DELETE
+  // removes tracts a later write created, so a tract created since pins it
+  // (Tract::SyncCreation) until a checkpoint passes it.
+  uint64_t delete_pin_ = 0;
   std::string BlobDir(uint64_t hi, uint64_t lo) const;
   int DeleteBlobNow(uint64_t hi, uint64_t lo);
   bool BlobIoBusy(uint64_t hi, uint64_t lo) const;

@@ -951,6 +951,30 @@ TEST_P(StoreTest, AFreshTractsFirstLargeWriteSyncsItsCreationAndGoesInPlace) {
   EXPECT_TRUE(out == std::vector<uint8_t>(64 * 1024, 0));
 }
 
+// A write after its blob's delete creates the tract again. Until a
+// checkpoint passes the DELETE record, a replay would run that delete and
+// remove the new files, so such a tract's large writes stay journaled (the
+// replay then recreates it after the delete).
+TEST_P(StoreTest, AFreshTractAfterAReplayableDeleteOfItsBlobDoesNotWriteInPlace) {
+  if (!GetParam()) GTEST_SKIP() << "journal only";
+  ASSERT_EQ(Write(0, Pattern(4096, 1)), 0);
+  bool done = false;
+  int res = 1;
+  store_->DeleteBlob(1, 2, [&](int r) { res = r; done = true; });
+  Wait(&done);
+  ASSERT_EQ(res, 0);
+  auto big = Pattern(128 * 1024, 7);
+  ASSERT_EQ(Write(64 * 1024, big), 0);
+  EXPECT_EQ(store_->stats().direct_writes, 0u);
+  store_.reset();  // crash: the DELETE is replayed, then the write
+  Reopen();
+  std::vector<uint8_t> out;
+  ASSERT_EQ(Read(64 * 1024, 128 * 1024, &out), 0);
+  EXPECT_TRUE(out == big);
+  ASSERT_EQ(Read(0, 4096, &out), 0);
+  EXPECT_TRUE(out == std::vector<uint8_t>(4096, 0)) << "deleted before";
+}
+
 // A write journaled for the tract while its creation sync is in flight pins
 // it again: the large write that waited for the sync then goes through the
 // journal (whichever finished first), and both survive a crash.
