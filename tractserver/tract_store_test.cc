@@ -42,7 +42,7 @@ class StoreTest : public ::testing::TestWithParam<uint64_t> {
   }
   int Write(uint32_t off, const std::vector<uint8_t>& data, uint32_t flags = 0, const TractKey& k = kKey) {
     AlignedBuffer b(data.size());
-    memcpy(b.data(), data.data(), data.size());
+    if (!data.empty()) memcpy(b.data(), data.data(), data.size());
     bool done = false;
     int res = 1;
     store_->Write(k, kTract, off, static_cast<uint32_t>(data.size()), std::move(b), flags,
