@@ -12,6 +12,9 @@
 #   r1-tcp    the same volume, flurry-disk --no-local-socket: loopback TCP to the tract servers
 #   r2        flurry-disk, volume with R=2, same cluster
 #   qemu-nbd  qemu-nbd -f raw --cache=none --aio=io_uring -t serving a FILE-SIZE file
+#   qemu-nbd-sync  the same with --cache=directsync (O_DIRECT + O_DSYNC): every write
+#             durable before its reply, the promise flurry's write-through mode makes
+#             (plain qemu-nbd's writes are durable only at a FLUSH)
 #   nbdkit    nbdkit file plugin, cache=none, serving the same file
 # Jobs (one fio job each, time based, over the first SIZE bytes):
 #   randread4k   4 KiB random read, QD32            (IOPS)
@@ -28,7 +31,8 @@
 #   --size SIZE        range the jobs touch, fio syntax (default 1g)
 #   --file-size SIZE   size of the volumes and of the baseline file (default 2g)
 #   --repeat N         run everything N times, report medians (default 1)
-#   --targets LIST     comma-separated subset of r1,r1-tcp,r2,qemu-nbd,nbdkit (default all)
+#   --targets LIST     comma-separated subset of r1,r1-tcp,r2,qemu-nbd,qemu-nbd-sync,nbdkit
+#                      (default all)
 #   --jobs LIST        comma-separated subset of the jobs above (default all)
 #   --servers N        tract servers in the flurry cluster (default 4)
 #   --delay-us N       tract server injected service latency (default 0)
@@ -53,7 +57,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$REPO/build
 RUNTIME=8 SIZE=1g FILE_SIZE=2g REPEAT=1 SERVERS=4 DELAY_US=0 SETTLE=5
-TARGETS=r1,r1-tcp,r2,qemu-nbd,nbdkit
+TARGETS=r1,r1-tcp,r2,qemu-nbd,qemu-nbd-sync,nbdkit
 JOBS=randread4k,randwrite4k,read1m,write1m,fsync4k
 VOLUME_OPTS='' WORKPARENT=${TMPDIR:-/var/tmp} OUT='' KEEP=0
 
@@ -86,7 +90,7 @@ done
 [[ $SERVERS =~ ^[0-9]+$ && $SERVERS -ge 2 ]] || die "--servers wants at least 2 (R=2)"
 IFS=, read -r -a TARGET_LIST <<<"$TARGETS"
 IFS=, read -r -a JOB_LIST <<<"$JOBS"
-for t in "${TARGET_LIST[@]}"; do [[ $t =~ ^(r1|r1-tcp|r2|qemu-nbd|nbdkit)$ ]] || die "unknown target '$t'"; done
+for t in "${TARGET_LIST[@]}"; do [[ $t =~ ^(r1|r1-tcp|r2|qemu-nbd|qemu-nbd-sync|nbdkit)$ ]] || die "unknown target '$t'"; done
 for j in "${JOB_LIST[@]}"; do [[ $j =~ ^(randread4k|randwrite4k|read1m|write1m|fsync4k)$ ]] || die "unknown job '$j'"; done
 
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is not installed"; }
@@ -99,7 +103,7 @@ if uses r1 || uses r1-tcp || uses r2; then
     [[ -x $b ]] || die "$b not found: build first (meson compile -C $BUILD) or pass --build DIR"
   done
 fi
-uses qemu-nbd && need qemu-nbd
+{ uses qemu-nbd || uses qemu-nbd-sync; } && need qemu-nbd
 uses nbdkit && need nbdkit
 SIZE_BYTES=$(numfmt --from=iec "${SIZE^^}") || die "bad --size '$SIZE'"
 FILE_BYTES=$(numfmt --from=iec "${FILE_SIZE^^}") || die "bad --file-size '$FILE_SIZE'"
@@ -221,6 +225,12 @@ target_start() {
       SERVER_PID=$LAST_PID
       URI=nbd://127.0.0.1:$port/disk
       ;;
+    qemu-nbd-sync)
+      port=$(free_port)
+      spawn qemu-nbd-sync qemu-nbd -f raw --cache=directsync --aio=io_uring -t -x disk -p "$port" --bind 127.0.0.1 "$W/disk.img"
+      SERVER_PID=$LAST_PID
+      URI=nbd://127.0.0.1:$port/disk
+      ;;
     nbdkit)
       port=$(free_port)
       spawn nbdkit nbdkit -f -p "$port" -i 127.0.0.1 file "$W/disk.img" cache=none
@@ -276,7 +286,7 @@ prefill() {
 
 # --- run ----------------------------------------------------------------------
 
-if uses qemu-nbd || uses nbdkit; then
+if uses qemu-nbd || uses qemu-nbd-sync || uses nbdkit; then
   fallocate -l "$FILE_BYTES" "$W/disk.img" 2>/dev/null || truncate -s "$FILE_BYTES" "$W/disk.img"
 fi
 if uses r1 || uses r1-tcp || uses r2; then cluster_start; fi
@@ -287,7 +297,7 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
   for t in "${TARGET_LIST[@]}"; do
     target_start "$t"
     data=$t
-    [[ $t == qemu-nbd || $t == nbdkit ]] && data="file"  # they share disk.img
+    [[ $t == qemu-nbd* || $t == nbdkit ]] && data="file"  # they share disk.img
     [[ $t == r1-tcp ]] && data="r1"                      # the same volume
     # Reads first (over prefilled data), then writes.
     for j in randread4k read1m randwrite4k write1m fsync4k; do
@@ -317,7 +327,7 @@ for line in open(path):
     rep, t, j, v = line.split("\t")
     vals.setdefault((t, j), []).append(float(v))
 cols = [("r1", "flurry R=1"), ("r1-tcp", "R=1 TCP"), ("r2", "flurry R=2"), ("qemu-nbd", "qemu-nbd"),
-        ("nbdkit", "nbdkit")]
+        ("qemu-nbd-sync", "qemu-nbd dsync"), ("nbdkit", "nbdkit")]
 rows = [("randread4k", "4K randread QD32", "IOPS"), ("randwrite4k", "4K randwrite QD32", "IOPS"),
         ("read1m", "1M read QD8", "MB/s"), ("write1m", "1M write QD8", "MB/s"),
         ("fsync4k", "4K write+fsync QD1", "IOPS")]
@@ -331,14 +341,14 @@ def fmt(x, unit):
     if unit == "IOPS":
         return f"{x / 1000:.1f}K" if x >= 10000 else f"{x:.0f}"
     return f"{x:.0f}"
-header = ["job"] + [c[1] for c in cols] + ["R1/qemu-nbd", "R1 TCP/qemu-nbd"]
+header = ["job"] + [c[1] for c in cols] + ["R1/qemu-nbd", "R1 TCP/qemu-nbd", "R1/qemu-nbd dsync"]
 table = []
 for j, name, unit in rows:
     if j not in jobs:
         continue
-    q = med("qemu-nbd", j)
-    ratio = lambda t: f"{med(t, j) / q:.2f}" if med(t, j) is not None and q else "-"
-    table.append([f"{name} ({unit})"] + [fmt(med(c, j), unit) for c, _ in cols] + [ratio("r1"), ratio("r1-tcp")])
+    ratio = lambda t, base: f"{med(t, j) / med(base, j):.2f}" if med(t, j) is not None and med(base, j) else "-"
+    table.append([f"{name} ({unit})"] + [fmt(med(c, j), unit) for c, _ in cols] +
+                 [ratio("r1", "qemu-nbd"), ratio("r1-tcp", "qemu-nbd"), ratio("r1", "qemu-nbd-sync")])
 widths = [max(len(r[i]) for r in [header] + table) for i in range(len(header))]
 line = lambda r: "| " + " | ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)) + " |"
 what = "median of %s runs" % repeat if int(repeat) > 1 else "1 run"
