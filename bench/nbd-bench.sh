@@ -219,15 +219,11 @@ target_start() {
       [[ -s $W/disk.port ]] || die "flurry-disk did not start (see $W/logs/disk-$1.log)"
       URI=nbd://127.0.0.1:$(<"$W/disk.port")/$vol
       ;;
-    qemu-nbd)
+    qemu-nbd|qemu-nbd-sync)
       port=$(free_port)
-      spawn qemu-nbd qemu-nbd -f raw --cache=none --aio=io_uring -t -x disk -p "$port" --bind 127.0.0.1 "$W/disk.img"
-      SERVER_PID=$LAST_PID
-      URI=nbd://127.0.0.1:$port/disk
-      ;;
-    qemu-nbd-sync)
-      port=$(free_port)
-      spawn qemu-nbd-sync qemu-nbd -f raw --cache=directsync --aio=io_uring -t -x disk -p "$port" --bind 127.0.0.1 "$W/disk.img"
+      local cache=none
+      [[ $1 == qemu-nbd-sync ]] && cache=directsync
+      spawn "$1" qemu-nbd -f raw --cache=$cache --aio=io_uring -t -x disk -p "$port" --bind 127.0.0.1 "$W/disk.img"
       SERVER_PID=$LAST_PID
       URI=nbd://127.0.0.1:$port/disk
       ;;

@@ -147,11 +147,10 @@ for mode in $MODES; do
       done
     else
       fl_bounded 120 "$T/logs/verify.out" python3 "$WL" verify --report-only "$MNT/r$k" "$T/fslog-$mode-$k"
-      # The first line is the summary (the rest lists the files). No
-      # `echo | head` here: under pipefail a long list makes echo die of
-      # SIGPIPE when head exits, and that would fail the test.
-      out=$(cat "$T/logs/verify.out")
-      first=${out%%$'\n'*}
+      # The first line is the summary (the rest lists the files). Read from
+      # the file, not `echo | head`: under pipefail a long list made echo die
+      # of SIGPIPE when head exited, failing the test.
+      first=$(head -n 1 "$T/logs/verify.out")
       echo "$first"
       n=$(sed -n 's/.* \([0-9]*\) wrong$/\1/p' <<<"$first")
       lost_total=$((lost_total + ${n:-0}))
